@@ -1,0 +1,90 @@
+"""The artifacts folder: atomic writes, a staged run that replaces the last one whole, the manifest."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class ArtifactError(RuntimeError):
+    """Missing, foreign or mixed-up artifacts: one line, naming the fix."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Write to a temp file beside `path`, then rename over it: a crash leaves the old file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C included: never leave the temp file behind
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=False)
+        f.write("\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+@contextlib.contextmanager
+def staged_run(artifacts_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty staging folder; on success move its files into `artifacts_dir`, manifest last.
+
+    Until that last rename the previous manifest still describes the previous files, and every
+    artifact is checked against the manifest's sha256 on load, so a run cut short never yields a
+    silently mixed set.
+    """
+    root = Path(artifacts_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    try:
+        yield stage
+        names = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST)
+        for name in names + ([MANIFEST] if (stage / MANIFEST).exists() else []):
+            os.replace(stage / name, root / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:
+    path = Path(artifacts_dir) / MANIFEST
+    if not path.exists():
+        raise ArtifactError(f"no {path}: run `python pipeline.py` first (or pass --artifacts DIR)")
+    manifest = read_json(path)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path} is format {manifest.get('format_version')}, this semcomp reads "
+                            f"{FORMAT_VERSION}: re-run `python pipeline.py`")
+    return manifest
+
+
+def verify(artifacts_dir: str | Path, manifest: dict[str, Any], names: list[str]) -> None:
+    """Check named artifacts against the manifest's sha256 (mixed or edited runs are refused)."""
+    from .embed import sha256_file
+
+    for name in names:
+        path = Path(artifacts_dir) / name
+        want = manifest["files"].get(name, {}).get("sha256")
+        if not path.exists():
+            raise ArtifactError(f"{path} is missing: re-run `python pipeline.py`")
+        if want != sha256_file(path):
+            raise ArtifactError(f"{path} does not match {MANIFEST} (artifacts of different runs mixed); "
+                                f"re-run `python pipeline.py`")

@@ -1,0 +1,76 @@
+"""Bit-packed code files: K codes of b bits take exactly ceil(K*b/8) bytes per sentence."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ArtifactError, atomic_write
+
+MAGIC = b"SCZ\x00"
+VERSION = 1
+# magic, format version, model fingerprint (8 bytes), count, K codebooks, b bits per code
+HEADER = struct.Struct("<4sB8sQHB")
+
+
+def row_bytes(num_codebooks: int, bits: int) -> int:
+    return (num_codebooks * bits + 7) // 8
+
+
+def pack(codes: np.ndarray, bits: int) -> np.ndarray:
+    """(n, K) integer codes -> (n, ceil(K*b/8)) uint8, most significant bit first."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be 2-D (n, K), got shape {codes.shape}")
+    if codes.size and (codes.min() < 0 or codes.max() >= 1 << bits):
+        raise ValueError(f"codes out of range for {bits} bits")
+    n, k = codes.shape
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    bitmat = ((codes[:, :, None] >> shifts) & 1).astype(np.uint8).reshape(n, k * bits)
+    return np.packbits(bitmat, axis=1)
+
+
+def unpack(packed: np.ndarray, num_codebooks: int, bits: int) -> np.ndarray:
+    n = packed.shape[0]
+    bitmat = np.unpackbits(packed, axis=1, count=num_codebooks * bits).reshape(n, num_codebooks, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    return (bitmat.astype(np.int64) * weights).sum(axis=2)
+
+
+@dataclass
+class CodesFile:
+    codes: np.ndarray          # (n, K) int64
+    bits: int
+    fingerprint: bytes         # 8 bytes naming the model that made the codes
+
+
+def write_codes(path: str | Path, codes: np.ndarray, bits: int, fingerprint: bytes) -> int:
+    """Write atomically; returns the file size in bytes."""
+    packed = pack(codes, bits)
+    header = HEADER.pack(MAGIC, VERSION, fingerprint[:8].ljust(8, b"\0"), codes.shape[0], codes.shape[1], bits)
+    with atomic_write(path) as f:
+        f.write(header)
+        f.write(packed.tobytes())
+    return HEADER.size + packed.size
+
+
+def read_codes(path: str | Path, expect_fingerprint: bytes | None = None) -> CodesFile:
+    path = Path(path)
+    if not path.exists():
+        raise ArtifactError(f"codes file {path} not found")
+    data = path.read_bytes()
+    if len(data) < HEADER.size or data[:4] != MAGIC:
+        raise ArtifactError(f"{path} is not a semcomp codes file")
+    magic, version, fp, n, k, bits = HEADER.unpack_from(data)
+    if version != VERSION:
+        raise ArtifactError(f"{path} is codes format {version}; this semcomp reads {VERSION}")
+    width = row_bytes(k, bits)
+    if len(data) != HEADER.size + n * width:
+        raise ArtifactError(f"{path} is truncated or padded: {len(data)} bytes for {n} codes of {width} bytes")
+    if expect_fingerprint is not None and fp != expect_fingerprint[:8]:
+        raise ArtifactError(f"{path} was made by a different model ({fp.hex()}, loaded model is "
+                            f"{expect_fingerprint[:8].hex()}): decode it with the artifacts that wrote it")
+    packed = np.frombuffer(data, np.uint8, offset=HEADER.size).reshape(n, width)
+    return CodesFile(unpack(packed, k, bits), bits, fp)

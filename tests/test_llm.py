@@ -1,0 +1,299 @@
+"""LLM reconstruction: the real SDKs against a local fake server, and the refinement loop."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fake_llm_server import FakeLLMServer, Reply  # noqa: E402
+
+from semcomp.config import validate  # noqa: E402
+from semcomp.llm import (  # noqa: E402
+    DEFAULT_MODELS,
+    LLMError,
+    check_key,
+    parse_candidates,
+    reconstruct_llm,
+    refine,
+    resolve_backend,
+)
+
+KEYS = {"OPENAI_API_KEY": "sk-test-OPENAI-5ecret-123456",
+        "ANTHROPIC_API_KEY": "sk-ant-test-ANTHROPIC-5ecret-654321",
+        "GOOGLE_API_KEY": "AIza-test-GOOGLE-5ecret-777"}
+KEY_OF = {"openai": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY", "gemini": "GOOGLE_API_KEY"}
+TRUE = "the cat sat on the mat near the door"
+NEIGHBOURS = ["a cat sat on a rug", "the dog slept near the door", "birds sing in the morning"]
+VECTOR_DUMP = re.compile(r"(?:-?\d+\.\d+\s*,\s*){8,}")
+
+
+def embed(texts: list[str]) -> np.ndarray:
+    """Deterministic stand-in for SBERT: normalised bag-of-words hashing into 384 dims."""
+    out = np.zeros((len(texts), 384), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in re.findall(r"[a-z0-9]+", t.lower()):
+            out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % 384] += 1.0
+    n = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(n == 0, 1, n)
+
+
+def item(true: str = TRUE, neighbours: list[str] = NEIGHBOURS) -> dict:
+    target = embed([true])[0]
+    return {"neighbours": [(t, float(embed([t])[0] @ target)) for t in neighbours], "target": target}
+
+
+def best_neighbour(it: dict) -> str:
+    return max(it["neighbours"], key=lambda p: p[1])[0]
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch):
+    for k, v in KEYS.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SEMANTIC_RECON_BACKEND", raising=False)
+
+
+@pytest.fixture
+def server():
+    with FakeLLMServer() as s:
+        yield s
+
+
+def cfg_for(server: FakeLLMServer, backend: str, **kw) -> dict:
+    # OpenAI's base URL includes the version; Anthropic's and Gemini's SDKs add their own.
+    url = server.url + "/v1" if backend == "openai" else server.url
+    base = {"llm_backend": backend, "llm_base_url": url, "llm_rounds": 1, "llm_timeout": 5.0,
+            "llm_max_retries": 2, "llm_concurrency": 2}
+    base.update(kw)
+    return validate(base)
+
+
+def run(server, backend, items, cache_dir=None, **kw):
+    return reconstruct_llm(items, embed, cfg_for(server, backend, **kw), cache_dir=cache_dir, base_delay=0.01)
+
+
+# ---------------------------------------------------------------- each SDK end to end
+
+# Path and where the key goes. anthropic 2.x sends the key as a Bearer token, older ones as
+# x-api-key; google-genai 3.x uses API version v1 when given a base URL (v1beta before).
+WIRE = {"openai": ("/v1/chat/completions", ("authorization",)),
+        "claude": ("/v1/messages", ("x-api-key", "authorization")),
+        "gemini": (f"/models/{DEFAULT_MODELS['gemini']}:generateContent", ("x-goog-api-key",))}
+
+
+@pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
+def test_sdk_end_to_end(server, backend):
+    server.responder = lambda prompt: json.dumps(["a cat sat near the door", TRUE, "dogs sleep"])
+    it = item()
+    [rec] = run(server, backend, [it])
+    assert rec["method"] == f"llm:{backend}" and rec["fallback_reason"] is None
+    assert rec["reconstruction"] == TRUE and rec["score"] == pytest.approx(1.0, abs=1e-5)
+    [req] = server.requests
+    path, headers = WIRE[backend]
+    assert req.path.endswith(path)
+    key = KEYS[KEY_OF[backend]]
+    assert any(req.headers.get(h) in (key, f"Bearer {key}") for h in headers)
+    model = req.path if backend == "gemini" else req.body["model"]  # Gemini names it in the path
+    assert DEFAULT_MODELS[backend] in model
+    for text, score in it["neighbours"]:  # the prompt carries the neighbours and their scores
+        assert text in req.prompt and f"{score:.3f}" in req.prompt
+    assert not VECTOR_DUMP.search(req.prompt) and TRUE not in req.prompt
+
+
+def test_refinement_through_server_returns_true_sentence(server):
+    """Round 1 guesses near misses; once shown its scores, the fake 'model' finds the sentence."""
+    def responder(prompt: str) -> str:
+        if "earlier guesses" in prompt:
+            return f"Here you go:\n```json\n{json.dumps(['a cat on the mat', TRUE])}\n```"
+        return json.dumps(["a cat sat on the mat", "the cat was near a door"])
+
+    server.responder = responder
+    [rec] = run(server, "openai", [item()], llm_rounds=2)
+    assert rec["reconstruction"] == TRUE and rec["rounds"] == 2 and len(server.requests) == 2
+    assert "a cat sat on the mat" in server.requests[1].prompt  # round 2 saw round 1's guesses...
+    assert re.search(r"\d\.\d{3}: a cat sat on the mat", server.requests[1].prompt)  # ...with scores
+    scores = [s for _, s in rec["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+# ---------------------------------------------------------------- robustness
+
+def test_429_then_success(server):
+    server.push(Reply(status=429, message="slow down"))
+    [rec] = run(server, "claude", [item()])
+    assert rec["method"] == "llm:claude" and len(server.requests) == 2
+
+
+def test_5xx_until_retries_run_out_falls_back(server):
+    server.default = Reply(status=503, message="overloaded")
+    it = item()
+    recs = run(server, "gemini", [it], llm_max_retries=2)
+    assert len(server.requests) == 3  # 1 try + 2 retries, then the item gives up
+    [rec] = recs
+    assert rec["method"] == "similarity" and rec["reconstruction"] == best_neighbour(it)
+    assert "503" in rec["fallback_reason"] and "3 attempts" in rec["fallback_reason"]
+
+
+def test_other_4xx_is_not_retried(server):
+    server.default = Reply(status=400, message="bad request")
+    [rec] = run(server, "openai", [item()])
+    assert len(server.requests) == 1 and rec["method"] == "similarity" and "400" in rec["fallback_reason"]
+
+
+def test_timeout_is_retried(server):
+    server.push(Reply(delay=2.0, text='["late"]'))
+    [rec] = run(server, "openai", [item()], llm_timeout=0.5)
+    assert rec["method"] == "llm:openai" and len(server.requests) == 2
+
+
+def test_timeout_every_time_falls_back(server):
+    server.default = Reply(delay=1.0, text='["late"]')
+    [rec] = run(server, "claude", [item()], llm_timeout=0.2, llm_max_retries=1)
+    assert rec["method"] == "similarity" and "Timeout" in rec["fallback_reason"]
+    assert len(server.requests) == 2
+
+
+def test_malformed_wire_response_falls_back_without_retry(server):
+    server.default = Reply(raw=b"<html>proxy error</html>")
+    [rec] = run(server, "openai", [item()])
+    assert rec["method"] == "similarity" and len(server.requests) == 1 and rec["fallback_reason"]
+
+
+def test_unparseable_answer_falls_back(server):
+    server.responder = lambda prompt: "Sorry, I cannot help with that."
+    [rec] = run(server, "gemini", [item()], llm_rounds=2)
+    assert rec["method"] == "similarity" and "no parseable candidates" in rec["fallback_reason"]
+
+
+def test_one_bad_item_does_not_end_the_batch(server):
+    server.push(Reply(status=404, message="no such model"))
+    its = [item(), item(neighbours=NEIGHBOURS[::-1])]
+    recs = run(server, "openai", its, llm_concurrency=1)
+    assert [r["method"] for r in recs] == ["similarity", "llm:openai"]
+
+
+@pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
+def test_missing_key_fails_before_any_call(server, monkeypatch, backend):
+    monkeypatch.delenv(KEY_OF[backend])
+    cfg = cfg_for(server, backend)
+    if backend == "openai":
+        cfg["llm_base_url"] = None  # with a base URL, a keyless local server is allowed
+    calls = []
+    with pytest.raises(LLMError) as e:
+        reconstruct_llm([item()], lambda t: calls.append(t), cfg)
+    msg = str(e.value)
+    assert KEY_OF[backend] in msg and "\n" not in msg
+    assert server.requests == [] and calls == []
+
+
+def test_local_openai_compatible_server_needs_no_key(server, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    check_key("openai", server.url + "/v1")
+    [rec] = run(server, "openai", [item()])
+    assert rec["method"] == "llm:openai" and server.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+def test_bounded_concurrency(server):
+    server.default = Reply(delay=0.2, text='["a cat"]')
+    its = [item(neighbours=[f"sentence number {i}", "a cat sat"]) for i in range(7)]
+    recs = run(server, "openai", its, llm_concurrency=3)
+    assert len(recs) == 7 and 1 < server.max_in_flight <= 3
+
+
+# ---------------------------------------------------------------- cache and key hygiene
+
+def test_cache_prevents_second_call(server, tmp_path):
+    its = [item(), item(neighbours=NEIGHBOURS[1:])]
+    first = run(server, "openai", its, cache_dir=tmp_path, llm_rounds=2)
+    n = len(server.requests)
+    assert n == 4
+    second = run(server, "openai", its, cache_dir=tmp_path, llm_rounds=2)
+    assert len(server.requests) == n and second == first
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 4 and not list(tmp_path.glob(".tmp-*"))
+    assert json.loads(files[0].read_text())["backend"] == "openai"
+
+
+@pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
+def test_key_never_leaks(server, tmp_path, caplog, backend):
+    caplog.set_level(logging.DEBUG)
+    key = KEYS[KEY_OF[backend]]
+    # Real APIs echo (part of) a bad key; this fake echoes all of it, on a retried status too.
+    server.push(Reply(status=500, message=f"upstream saw key {key}"))
+    server.push(Reply(status=200, text='["a cat sat on the mat"]'))
+    server.push(Reply(status=401, message=f"Incorrect API key provided: {key}"))
+    recs = run(server, backend, [item(), item(neighbours=NEIGHBOURS[:2])], cache_dir=tmp_path,
+               llm_concurrency=1)
+    assert recs[1]["method"] == "similarity" and "401" in recs[1]["fallback_reason"]
+    assert server.requests[0].headers  # the key did go out, in a header
+    leaked = [json.dumps(recs), caplog.text] + [p.read_text() for p in tmp_path.iterdir()]
+    assert all(key not in text for text in leaked)
+    assert "***" in recs[1]["fallback_reason"]
+
+
+# ---------------------------------------------------------------- refinement loop (no server)
+
+def test_refine_keeps_best_scored_candidate():
+    it = item()
+    prompts: list[str] = []
+    answers = iter([json.dumps(["birds fly", "the cat sat on the mat", "a door"]),
+                    "1. the cat sat on the mat near a door\n2. dogs bark\n- the cat sat on the mat near the door"])
+
+    def call(prompt: str) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    r = refine(it["neighbours"], it["target"], embed, call, rounds=2, num_candidates=3)
+    assert r["reconstruction"] == TRUE and r["rounds"] == 2
+    scores = dict((t, s) for t, s in r["candidates"])
+    assert r["score"] == max(scores.values()) and best_neighbour(it) in scores
+    assert "the cat sat on the mat" in prompts[1] and "birds fly" in prompts[1]
+
+
+def test_refine_never_scores_below_best_neighbour():
+    it = item()
+    r = refine(it["neighbours"], it["target"], embed, lambda p: '["birds fly south", "rain"]', 2, 2)
+    assert r["reconstruction"] == best_neighbour(it)
+    assert r["score"] >= max(s for _, s in it["neighbours"]) - 1e-6
+
+
+def test_refine_later_round_failure_keeps_earlier_candidates():
+    it = item()
+    answers = iter(['["the cat sat on the mat"]'])
+
+    def call(prompt: str) -> str:
+        try:
+            return next(answers)
+        except StopIteration:
+            raise LLMError("openai call failed: 503") from None
+
+    r = refine(it["neighbours"], it["target"], embed, call, rounds=3, num_candidates=2)
+    assert r["rounds"] == 1 and r["reconstruction"] == "the cat sat on the mat"
+
+
+# ---------------------------------------------------------------- small pieces
+
+def test_parse_candidates():
+    assert parse_candidates('Sure! ```json\n["a", "b", "a", 3]\n``` hope it helps') == ["a", "b"]
+    assert parse_candidates('[1] is a note\n["x y"]') == ["x y"]
+    assert parse_candidates('1. "first one"\n2) second\n- third\n* fourth\nnot this') == \
+        ["first one", "second", "third", "fourth"]
+    assert parse_candidates("no list here") == []
+    assert parse_candidates(json.dumps([f"s{i}" for i in range(30)]), limit=4) == ["s0", "s1", "s2", "s3"]
+
+
+def test_resolve_backend(monkeypatch):
+    assert resolve_backend(None) == "openai"
+    assert resolve_backend(None, default="gemini") == "gemini"
+    monkeypatch.setenv("SEMANTIC_RECON_BACKEND", "claude")
+    assert resolve_backend(None, default="gemini") == "claude"
+    assert resolve_backend("Gemini") == "gemini"
+    with pytest.raises(LLMError, match="unknown LLM backend"):
+        resolve_backend("llama")
