@@ -40,15 +40,13 @@ def faiss_quantizer(kind: str, bits: int, train: np.ndarray, seed: int = 0) -> Q
     train = np.ascontiguousarray(train, np.float32)
     if kind == "rq":
         q = faiss.ResidualQuantizer(d, m, nbits)
-        q.max_beam_size = 8
-        q.train_type = faiss.ResidualQuantizer.Train_default
+        q.max_beam_size = 8  # FAISS's default training (progressive-dimension k-means): its strongest RQ
     elif kind == "pq":
         q = faiss.ProductQuantizer(d, m, nbits)
     elif kind == "opq":
         q = faiss.index_factory(d, f"OPQ{m},PQ{m}x{nbits}")
     else:
         raise ValueError(f"unknown baseline {kind!r}")
-    faiss.seed = seed  # noqa: kept for readers; FAISS k-means below takes the seed via cp
     if kind == "opq":
         q.train(train)
         size = q.sa_code_size()

@@ -94,7 +94,7 @@ class EmbeddingCache:
         if self.path.exists():
             with np.load(self.path) as z:
                 self.vecs = z["vecs"]
-                self.keys = {k.tobytes(): i for i, k in enumerate(z["keys"])}
+                self.keys = {bytes(k): i for i, k in enumerate(z["keys"])}  # (n, 16) uint8
 
     def missing(self, texts: list[str]) -> list[str]:
         return list(dict.fromkeys(t for t in texts if _key(t) not in self.keys))
@@ -112,7 +112,7 @@ class EmbeddingCache:
     def save(self) -> None:
         from .artifacts import atomic_write
 
-        keys = np.frombuffer(b"".join(self.keys), dtype="S16")
+        keys = np.frombuffer(b"".join(self.keys), dtype=np.uint8).reshape(-1, 16)
         with atomic_write(self.path) as f:
             np.savez(f, keys=keys, vecs=self.vecs)
 
@@ -121,8 +121,9 @@ class Embedder:
     """`encode(list[str]) -> (n, d) float32`, unit norm, through an optional cache."""
 
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | Path | None = None,
-                 batch_size: int = 32):
+                 batch_size: int = 32, backend: str = "torch"):
         self.model_name, self.device, self.batch_size = model, resolve_device(device), batch_size
+        self.backend = backend
         self.cache = EmbeddingCache(cache_dir, model) if cache_dir else None
 
     @property

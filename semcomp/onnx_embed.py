@@ -68,8 +68,9 @@ def _export_torch(model_dir: Path, path: Path) -> None:
     mask = (ids != 0).long()
     axes = {"batch": 0, "seq": 1}
     dynamic = {n: {i: a for a, i in axes.items()} for n in (*INPUT_NAMES, "last_hidden_state")}
-    # dynamo=False: the TorchScript exporter needs no onnxscript (not a project dependency), exports
-    # in ~3 s instead of ~11 s, and its graph is the one the BERT optimizer fuses (see bench).
+    # dynamo=False: the TorchScript exporter needs no onnxscript (not a project dependency), exported
+    # in ~2.5 s vs ~11 s, and only its eager-attention graph gets Attention fused by ORT's optimizer;
+    # the dynamo graph (eager or SDPA) ran ~10% slower in onnxruntime at the same cosine.
     with torch.no_grad(), _quiet_export():
         torch.onnx.export(Wrapper(bert), (ids, mask, torch.zeros_like(ids)), str(path),
                           input_names=list(INPUT_NAMES), output_names=["last_hidden_state"],
@@ -90,10 +91,135 @@ def _quiet_export() -> Iterator[None]:
 
 def _optimize(src: Path, dst: Path) -> None:
     """Fuse embeddings+LayerNorm, attention, bias+GELU and skip+LayerNorm into ORT's BERT ops."""
+    import onnx
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
     from onnxruntime.transformers.optimizer import optimize_model
 
     opt = optimize_model(str(src), model_type="bert", num_heads=12, hidden_size=DIM)
-    opt.save_model_to_file(str(dst))
+    # The quantizer needs the dtype of every tensor; ONNX's own shape inference does not know the
+    # com.microsoft ops just fused in, the symbolic one does.
+    model = SymbolicShapeInference.infer_shapes(opt.model, auto_merge=True)
+    onnx.save(model, str(dst))
+
+
+# int8 recipe (bench/onnx_embed.py measures the alternatives on 2,000 WikiText-2 sentences):
+# per-tensor dynamic int8 of every weight gives mean cosine 0.961 vs torch (worst 0.896);
+# per-output-channel weight scales alone lift it to 0.993 (worst 0.981). A one-node-at-a-time
+# sensitivity scan then found layer 0's FFN output projection (1536->384) the largest single loss,
+# so it stays fp32: mean 0.994, worst 0.985, for ~1/18 of the GEMM work kept in fp32. Keeping the
+# embedding table fp32 as well added only +0.0004 mean but 35 MB of file, so it is int8.
+def _fp32_nodes(path: Path) -> list[str]:
+    """Names of the nodes the int8 recipe keeps in fp32; an error if the fused graph has changed."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    keep = [n.name for n in graph.node
+            if n.op_type == "MatMul" and n.name.endswith("/layer.0/output/dense/MatMul")]
+    if len(keep) != 1:  # else the recipe would silently quantize it and lose ~0.0015 cosine
+        raise ModelError(f"unexpected fused BERT graph (fp32 nodes found: {keep}); "
+                         f"onnxruntime's optimizer output changed, re-check the int8 recipe")
+    return keep
+
+
+def _quantize_dynamic(src: Path, dst: Path, per_channel: bool = True,
+                      exclude: list[str] | None = None) -> None:
+    """Dynamic int8 weights; activations are quantized per batch at run time, so no calibration."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), per_channel=per_channel, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=_fp32_nodes(src) if exclude is None else exclude)
+
+
+class _Calibration:
+    """onnxruntime CalibrationDataReader over tokenized texts, one padded batch per call."""
+
+    def __init__(self, texts: list[str], inputs: list[str], batch_size: int = 16):
+        tok = _tokenizer(packaged_model_dir(), MAX_SEQ_LENGTH)
+        self.feeds = []
+        for i in range(0, len(texts), batch_size):
+            feed = _batch([e.ids for e in tok.encode_batch(texts[i:i + batch_size])])
+            self.feeds.append({k: v for k, v in feed.items() if k in inputs})
+        self.rewind()
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self.feeds)
+
+
+def _quantize_static(src: Path, dst: Path, texts: list[str]) -> None:
+    """Static int8 (QDQ, MinMax activation ranges from `texts`), FFN output projections in fp32.
+
+    Measured worse than the dynamic recipe (mean cosine 0.990, worst 0.97, and slower): one fixed
+    activation scale per tensor cannot cover BERT's outlier activations, and quantizing the FFN
+    outputs as well drops the mean to 0.93 whatever the calibration method (MinMax, Percentile,
+    Entropy). Kept so the trade-off can be re-measured.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(src), load_external_data=False)
+    ffn_out = [n.name for n in model.graph.node
+               if n.name.endswith("/output/dense/MatMul") and "/attention/" not in n.name]
+    inputs = [i.name for i in model.graph.input]
+    quantize_static(str(src), str(dst), _Calibration(texts, inputs), quant_format=QuantFormat.QDQ,
+                    op_types_to_quantize=["MatMul"], per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=ffn_out,
+                    extra_options={"MatMulConstBOnly": True})
+
+
+def export_onnx(out_path: str | Path, quantize: bool = False,
+                calibration_texts: list[str] | None = None) -> Path:
+    """Build model.onnx (fp32) or model-int8.onnx from the packaged weights; return its path.
+
+    `out_path` is the file to write, or a folder to write model.onnx / model-int8.onnx into.
+    quantize=True uses the dynamic int8 recipe above; with `calibration_texts` as well, the static
+    recipe instead (see _quantize_static: measured worse, opt-in only). The file appears whole or
+    not at all: everything is built in a temp folder beside it, then os.replace'd into place.
+    """
+    out = Path(out_path)
+    if out.suffix != ".onnx":
+        out = out / ("model-int8.onnx" if quantize else "model.onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model_dir = packaged_model_dir()
+    with _temp_dir(out.parent) as tmp:
+        raw, fused, final = tmp / "raw.onnx", tmp / "fused.onnx", tmp / "final.onnx"
+        _export_torch(model_dir, raw)
+        if quantize and calibration_texts:
+            # Static QDQ on the unfused graph: the calibrator must see plain MatMul inputs.
+            _quantize_static(raw, final, list(calibration_texts))
+        else:
+            _optimize(raw, fused)
+            if quantize:
+                _quantize_dynamic(fused, final)
+            else:
+                fused.rename(final)
+        os.replace(final, out)
+    return out
+
+
+def _tokenizer(tok_dir: Path, max_seq_length: int):  # -> tokenizers.Tokenizer
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
+    # tokenizer.json ships fixed padding to 128 and truncation at 128: padding is done per batch
+    # instead (_batch), and truncation follows sentence-transformers' max_seq_length.
+    tok.no_padding()
+    tok.enable_truncation(max_length=max_seq_length)
+    return tok
+
+
+def _batch(ids: list[list[int]]) -> dict[str, np.ndarray]:
+    """Right-pad to the longest in the batch with [PAD]=0, as the HF tokenizer's padding=True does."""
+    width = max(len(x) for x in ids)
+    input_ids = np.zeros((len(ids), width), np.int64)
+    mask = np.zeros((len(ids), width), np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, :len(x)] = x
+        mask[row, :len(x)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
 
 
 class OnnxEncoder:
@@ -102,7 +228,6 @@ class OnnxEncoder:
     def __init__(self, onnx_path: str | Path, tokenizer_dir: str | Path | None = None,
                  threads: int | None = None):
         import onnxruntime as ort
-        from tokenizers import Tokenizer
 
         onnx_path = Path(onnx_path)
         if not onnx_path.is_file():
@@ -113,11 +238,7 @@ class OnnxEncoder:
         cfg = tok_dir / "sentence_bert_config.json"
         if cfg.exists():
             self.max_seq_length = int(json.loads(cfg.read_text()).get("max_seq_length", MAX_SEQ_LENGTH))
-        self.tokenizer = Tokenizer.from_file(str(tok_dir / "tokenizer.json"))
-        # tokenizer.json ships fixed padding to 128 and truncation at 128: padding is done here per
-        # batch instead, and truncation follows sentence-transformers' max_seq_length.
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_length=self.max_seq_length)
+        self.tokenizer = _tokenizer(tok_dir, self.max_seq_length)
 
         opts = ort.SessionOptions()
         # One batch at a time: all cores go to the GEMMs inside it, none to a second op pool.
@@ -126,7 +247,7 @@ class OnnxEncoder:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        # The fused graph may drop token_type_ids (always zero for one-segment input); feed what it takes.
+        # Feed only what the graph declares (a re-export may prune token_type_ids, always 0 here).
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def encode(self, texts: list[str], batch_size: int = 32, show_progress_bar: bool = False,
@@ -135,7 +256,8 @@ class OnnxEncoder:
         if not texts:
             return out
         encs = self.tokenizer.encode_batch(list(texts))
-        # Longest first, as sentence-transformers does, so each batch pads only to similar lengths.
+        # Longest first, so each batch pads only to similar lengths (sentence-transformers sorts by
+        # characters; the token count is the padding cost itself).
         order = np.argsort([-len(e.ids) for e in encs], kind="stable")
         starts = range(0, len(texts), batch_size)
         if show_progress_bar:
@@ -144,17 +266,10 @@ class OnnxEncoder:
             starts = tqdm(starts, desc="Batches")
         for start in starts:
             idx = order[start:start + batch_size]
-            width = len(encs[idx[0]].ids)
-            ids = np.zeros((len(idx), width), np.int64)
-            mask = np.zeros((len(idx), width), np.int64)
-            for row, i in enumerate(idx):
-                n = len(encs[i].ids)
-                ids[row, :n] = encs[i].ids
-                mask[row, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            feed = _batch([encs[i].ids for i in idx])
             hidden = self.session.run(None, {k: feed[k] for k in self.inputs})[0]
             # Mean pooling over real tokens: sentence-transformers' Pooling(mode='mean').
-            m = mask[..., None].astype(np.float32)
+            m = feed["attention_mask"][..., None].astype(np.float32)
             vecs = (hidden * m).sum(axis=1) / np.clip(m.sum(axis=1), 1e-9, None)
             out[idx] = vecs
         if normalize_embeddings:

@@ -1,0 +1,92 @@
+"""`Codec`: the trained model and its dictionary behind one small API."""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .artifacts import ArtifactError, load_manifest, verify
+from .embed import Embedder
+from .vqvae import VQVAE
+
+MODEL_FILES = ["vqvae.safetensors", "vqvae.json"]
+DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
+
+
+class Codec:
+    """codec = Codec.load("artifacts"); codes = codec.encode(texts); emb = codec.decode(codes)."""
+
+    def __init__(self, model: VQVAE, cfg: dict[str, Any], artifacts_dir: str | Path,
+                 manifest: dict[str, Any] | None = None):
+        self.model, self.cfg, self.dir, self.manifest = model, cfg, Path(artifacts_dir), manifest or {}
+
+    @classmethod
+    def load(cls, artifacts_dir: str | Path = "artifacts", cfg: dict[str, Any] | None = None) -> "Codec":
+        """Load a trained codec; `cfg` overrides run-time keys (device, search_k, llm_*), not the model."""
+        manifest = load_manifest(artifacts_dir)
+        verify(artifacts_dir, manifest, MODEL_FILES)
+        root = Path(artifacts_dir)
+        model = VQVAE.load(root / MODEL_FILES[0], root / MODEL_FILES[1])
+        merged = dict(manifest["config"])
+        if cfg:
+            # The model's own shape and embedding model come from the run that trained it.
+            merged.update({k: v for k, v in cfg.items() if k.startswith(("llm_", "search_", "show_", "device", "embed_"))})
+        return cls(model, merged, root, manifest)
+
+    @property
+    def fingerprint(self) -> bytes:
+        return bytes.fromhex(self.manifest["fingerprint"])
+
+    @property
+    def bits(self) -> int:
+        return int(np.log2(self.model.vq.n))
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return Embedder(self.cfg["sbert_model"], self.cfg["device"], self.dir / "cache",
+                        self.cfg["embed_batch_size"], backend=self.cfg.get("embed_backend", "torch"))
+
+    def embed(self, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
+        """float32 (n, 384), unit norm."""
+        return self.embedder.encode(list(texts), show_progress_bar=show_progress_bar)
+
+    def encode(self, texts_or_embeddings: Sequence[str] | np.ndarray) -> np.ndarray:
+        """Integer codes (n, num_codebooks) from texts or from their embeddings."""
+        x = texts_or_embeddings
+        if not isinstance(x, np.ndarray):
+            x = self.embed(list(x))
+        if x.ndim != 2 or x.shape[1] != self.model.shape["input_dim"]:
+            raise ValueError(f"embeddings must be (n, {self.model.shape['input_dim']}), got {x.shape}")
+        return self.model.encode(x)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """float32 (n, 384), unit norm: the decoded embeddings."""
+        return self.model.decode(codes)
+
+    # -- the dictionary, loaded on first use ---------------------------------------------------
+    @cached_property
+    def dictionary(self) -> tuple[list[str], np.ndarray, Any]:
+        from .index import load_index
+
+        verify(self.dir, self.manifest, DICTIONARY_FILES)
+        texts = (self.dir / "dictionary.txt").read_text(encoding="utf-8").split("\n")
+        emb = np.load(self.dir / "dictionary.npy")
+        if len(texts) != len(emb):
+            raise ArtifactError("dictionary.txt and dictionary.npy disagree: re-run `python pipeline.py`")
+        return texts, emb, load_index(self.dir / "index.faiss")
+
+    def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k dictionary ids and exact cosines for each query embedding."""
+        from .index import search
+
+        _, dict_emb, index = self.dictionary
+        return search(index, dict_emb, emb, k, self.cfg["search_k"])
+
+    def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
+                    originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+        """Codes -> text records (see semcomp.reconstruct)."""
+        from .reconstruct import reconstruct
+
+        return reconstruct(self, codes, backend=backend, k=k, originals=originals, **kwargs)

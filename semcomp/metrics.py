@@ -1,0 +1,114 @@
+"""Scores: embedding fidelity, neighbour recall, STS-B, text metrics with chance levels, compression."""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import faiss
+import numpy as np
+
+log = logging.getLogger("semcomp")
+BERTSCORE_FALLBACK_LAYERS = 4  # of MiniLM-L6's 6; middle-to-upper layers carry the most meaning
+
+
+def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(1)
+
+
+def summary(values: np.ndarray) -> dict[str, float]:
+    p10, p50, p90 = np.percentile(values, [10, 50, 90])
+    return {"mean": float(values.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
+
+
+def recall_at_k(dictionary: np.ndarray, original: np.ndarray, decoded: np.ndarray, k: int = 10) -> float:
+    """Share of the original's exact top-k dictionary neighbours also found with the decoded embedding."""
+    index = faiss.IndexFlatIP(dictionary.shape[1])
+    index.add(np.ascontiguousarray(dictionary, np.float32))
+    _, truth = index.search(np.ascontiguousarray(original, np.float32), k)
+    _, found = index.search(np.ascontiguousarray(decoded, np.float32), k)
+    return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))
+
+
+def load_stsb(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
+    """STS-B split file: tab-separated, no quoting; fields 4-6 are score, sentence1, sentence2."""
+    s1, s2, gold = [], [], []
+    with open(path, encoding="utf-8") as f:
+        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+            if len(row) >= 7:
+                gold.append(float(row[4]))
+                s1.append(row[5])
+                s2.append(row[6])
+    return s1, s2, np.array(gold)
+
+
+def spearman(e1: np.ndarray, e2: np.ndarray, gold: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(rowwise_cosine(e1, e2), gold).statistic)
+
+
+def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, float]:
+    import sacrebleu
+
+    return (float(sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score),
+            float(sacrebleu.corpus_chrf(list(hyps), [list(refs)]).score))
+
+
+@lru_cache(maxsize=2)
+def _bertscorer(model: str) -> tuple[Any, str]:
+    """roberta-large (as in the literature) when loadable; offline, the packaged MiniLM, said so."""
+    from bert_score import BERTScorer
+
+    from .embed import hub_online, packaged_model_dir
+
+    if hub_online() or Path(model).exists():
+        try:
+            return BERTScorer(model_type=model, lang="en"), model
+        except (OSError, KeyError, ValueError) as e:
+            log.warning("BERTScore model %s unavailable (%s): using packaged MiniLM", model, type(e).__name__)
+    path = str(packaged_model_dir())
+    return BERTScorer(model_type=path, num_layers=BERTSCORE_FALLBACK_LAYERS), \
+        f"sentence-transformers/all-MiniLM-L6-v2 (packaged, num_layers={BERTSCORE_FALLBACK_LAYERS})"
+
+
+def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str) -> tuple[np.ndarray, str]:
+    scorer, used = _bertscorer(model)
+    _, _, f1 = scorer.score(list(hyps), list(refs), batch_size=64)
+    return f1.numpy(), used
+
+
+def bertscore_baseline(corpus: Sequence[str], model: str, pairs: int = 500, seed: int = 0) -> float:
+    """Mean F1 of random unrelated sentence pairs from the corpus: bert-score's own baseline method."""
+    rng = random.Random(seed)
+    a = [rng.choice(corpus) for _ in range(pairs)]
+    b = [rng.choice(corpus) for _ in range(pairs)]
+    return float(bertscore_f1(a, b, model)[0].mean())
+
+
+def text_metrics(hyps: Sequence[str], refs: Sequence[str], hyp_emb: np.ndarray, ref_emb: np.ndarray,
+                 bert_model: str, bert_baseline: float) -> dict[str, float]:
+    """Each hypothesis against its own reference (same position)."""
+    if len(hyps) != len(refs):
+        raise ValueError("hypotheses and references are not aligned")
+    f1, _ = bertscore_f1(hyps, refs, bert_model)
+    bleu, chrf = bleu_chrf(hyps, refs)
+    return {
+        "text_cosine": float(rowwise_cosine(hyp_emb, ref_emb).mean()),
+        "bertscore_f1": float(f1.mean()),
+        "bertscore_f1_rescaled": float(((f1 - bert_baseline) / (1 - bert_baseline)).mean()),
+        "bleu": bleu,
+        "chrf": chrf,
+        "exact_match": float(np.mean([h == r for h, r in zip(hyps, refs)])),
+    }
+
+
+def zstd_size(texts: Sequence[str], level: int = 19) -> int:
+    import zstandard
+
+    return len(zstandard.ZstdCompressor(level=level).compress("\n".join(texts).encode("utf-8")))

@@ -1,0 +1,55 @@
+"""Codes -> text: nearest dictionary sentences, optionally refined by an LLM."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .codec import Codec
+
+LLM_BACKENDS = ("openai", "claude", "gemini")
+
+
+def reconstruct(codec: "Codec", codes: np.ndarray, backend: str = "similarity", k: int = 5,
+                originals: Sequence[str] | None = None, ids: Sequence[Any] | None = None,
+                progress: bool = False) -> list[dict[str, Any]]:
+    """One record per code row: id, original, reconstruction, method, score, neighbours.
+
+    `score` is always the cosine between the reconstruction's SBERT embedding and the decoded
+    embedding, so similarity and LLM results are comparable.
+    """
+    if backend not in ("similarity", *LLM_BACKENDS):
+        raise ValueError(f"backend must be 'similarity' or one of {LLM_BACKENDS}, got {backend!r}")
+    if backend != "similarity":
+        from .llm import check_key
+
+        check_key(backend, codec.cfg.get("llm_base_url"))  # fail before any work
+    decoded = codec.decode(codes)
+    width = max(k, codec.cfg["llm_neighbours"] if backend != "similarity" else k)
+    nid, nscore = codec.search(decoded, width)
+    texts = codec.dictionary[0]
+    ids = list(ids) if ids is not None else list(range(len(decoded)))
+    records = []
+    for i in range(len(decoded)):
+        neighbours = [(texts[j], round(float(s), 6)) for j, s in zip(nid[i], nscore[i])]
+        records.append({
+            "id": ids[i],
+            "original": originals[i] if originals is not None else None,
+            "reconstruction": neighbours[0][0],
+            "method": "similarity",
+            "score": neighbours[0][1],
+            "neighbours": neighbours,
+        })
+    if backend != "similarity":
+        from .llm import reconstruct_llm
+
+        items = [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]
+        out = reconstruct_llm(items, codec.embed, codec.cfg, backend=backend,
+                              cache_dir=codec.dir / "llm_cache", progress=progress)
+        for rec, res in zip(records, out):
+            rec.update({key: res[key] for key in ("reconstruction", "score", "method", "candidates", "fallback_reason")
+                        if key in res})
+    for rec in records:
+        rec["neighbours"] = [list(n) for n in rec["neighbours"][:k]]
+    return records

@@ -1,0 +1,91 @@
+"""report.md and the PNG plots from evaluate's result."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .artifacts import atomic_write
+
+
+def _fmt(x: Any, digits: int = 3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}" if isinstance(x, float) else str(x)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    e = r["embedding"]
+    lines = [
+        "# semcomp evaluation",
+        "",
+        f"{r['n']} held-out sentences (never in the dictionary), {r['bits_per_sentence']} bits "
+        f"= {r['bytes_per_sentence']} bytes a sentence. Run `{r['fingerprint']}`.",
+        "",
+        "## Embedding fidelity at the same data",
+        "",
+        "| quantiser | bits | cosine | recall@10 | STS-B Spearman |",
+        "|---|---:|---:|---:|---:|",
+        f"| **VQ-VAE** | {r['bits_per_sentence']} | {_fmt(e['cosine_mean'])} | {_fmt(e['recall_at_10'])} "
+        f"| {_fmt(e['stsb_spearman'])} |",
+    ]
+    for name, b in sorted(r["baselines"].items(), key=lambda kv: (kv[1]["bits"], kv[0])):
+        lines.append(f"| {name} | {b['bits']} | {_fmt(b['cosine_mean'])} | {_fmt(b['recall_at_10'])} "
+                     f"| {_fmt(b['stsb_spearman'])} |")
+    lines.append(f"| uncompressed float32 | {384 * 32} | 1.000 | 1.000 | {_fmt(e['stsb_spearman_uncompressed'])} |")
+    c = e["cosine"]
+    lines += ["", f"VQ-VAE cosine percentiles: p10 {c['p10']:.3f}, p50 {c['p50']:.3f}, p90 {c['p90']:.3f}.", "",
+              "## Text reconstruction", "",
+              f"BERTScore model: {r['bertscore_model']}; rescaled against random corpus pairs "
+              f"(baseline F1 {r['bertscore_baseline_f1']:.3f}).", "",
+              "| system | n | SBERT cosine | BERTScore F1 | rescaled | BLEU | chrF | exact |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = [(f"**{k}**", v) for k, v in r["reconstruction"].items()]
+    rows += [("ceiling (uncompressed search)", r["ceiling"]), ("floor (random sentence)", r["floor"]),
+             ("identical text (check)", r["identical"])]
+    for name, t in rows:
+        lines.append(f"| {name} | {t.get('n', r['n'] if 'ceiling' in name or 'floor' in name else 200)} "
+                     f"| {_fmt(t['text_cosine'])} | {_fmt(t['bertscore_f1'])} | {_fmt(t['bertscore_f1_rescaled'])} "
+                     f"| {_fmt(t['bleu'], 1)} | {_fmt(t['chrf'], 1)} | {_fmt(t['exact_match'])} |")
+    cr = r["compression_ratio"]
+    lines += ["", "## Compression (actual file sizes)", "",
+              f"Codes file: {r['codes_file_bytes']} bytes for {r['n']} sentences. "
+              f"Ratio vs float32 embeddings {cr['vs_float32']:.0f}x, vs UTF-8 text {cr['vs_utf8']:.1f}x, "
+              f"vs zstd-19 text {cr['vs_zstd']:.1f}x.", "",
+              "![rate-distortion](rate_distortion.png) ![cosine](cosine_hist.png) ![loss](training_loss.png)", ""]
+    return "\n".join(lines)
+
+
+def write_plots(root: Path, r: dict[str, Any], cos: np.ndarray, history: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind in ("pq", "opq", "rq"):
+        pts = sorted((b["bits"], b["cosine_mean"]) for n, b in r["baselines"].items() if n.startswith(kind + "-"))
+        ax.plot(*zip(*pts), marker="o", label={"pq": "PQ", "opq": "OPQ+PQ", "rq": "RQ (beam 8)"}[kind])
+    ax.scatter([r["bits_per_sentence"]], [r["embedding"]["cosine_mean"]], color="k", marker="*", s=150,
+               zorder=5, label="VQ-VAE")
+    ax.set(xlabel="bits per sentence", ylabel="held-out cosine", title="Rate–distortion")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _save(fig, root / "rate_distortion.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.hist(cos, bins=40)
+    ax.set(xlabel="cosine(decoded, original)", ylabel="sentences", title="Per-sentence cosine (VQ-VAE)")
+    _save(fig, root / "cosine_hist.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker="o")
+    ax.set(xlabel="epoch", ylabel="training loss", title="VQ-VAE training")
+    _save(fig, root / "training_loss.png")
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_write(path) as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)

@@ -1,0 +1,42 @@
+import os
+
+import pytest
+
+from semcomp.artifacts import atomic_write, staged_run
+
+
+def test_atomic_write_keeps_old_file_on_crash(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(path) as f:
+            f.write(b"half of the new")
+            raise RuntimeError("crash")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["x.bin"]  # no temp file left
+
+
+def test_atomic_write_keeps_old_file_on_ctrl_c(tmp_path):
+    path = tmp_path / "x.bin"
+    path.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_write(path) as f:
+            f.write(b"new")
+            raise KeyboardInterrupt
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
+
+
+def test_staged_run_replaces_whole_or_nothing(tmp_path):
+    (tmp_path / "a.txt").write_text("run1")
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(KeyboardInterrupt):
+        with staged_run(tmp_path) as stage:
+            (stage / "a.txt").write_text("run2")
+            raise KeyboardInterrupt
+    assert (tmp_path / "a.txt").read_text() == "run1"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "manifest.json"]
+    with staged_run(tmp_path) as stage:
+        (stage / "a.txt").write_text("run2")
+        (stage / "manifest.json").write_text('{"run": 2}')
+    assert (tmp_path / "a.txt").read_text() == "run2"
+    assert sorted(os.listdir(tmp_path)) == ["a.txt", "manifest.json"]

@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from semcomp.artifacts import ArtifactError
+from semcomp.codes import HEADER, pack, read_codes, row_bytes, unpack, write_codes
+
+
+@st.composite
+def code_arrays(draw):
+    bits = draw(st.integers(1, 16))
+    k = draw(st.integers(1, 20))
+    n = draw(st.integers(0, 30))
+    flat = draw(st.lists(st.integers(0, (1 << bits) - 1), min_size=n * k, max_size=n * k))
+    return np.array(flat, dtype=np.int64).reshape(n, k), bits
+
+
+@settings(max_examples=200, deadline=None)
+@given(code_arrays())
+def test_pack_roundtrip_and_exact_size(arr_bits):
+    codes, bits = arr_bits
+    packed = pack(codes, bits)
+    assert packed.shape == (codes.shape[0], row_bytes(codes.shape[1], bits))
+    assert packed.shape[1] == -(-codes.shape[1] * bits // 8)  # ceil(K*b/8)
+    np.testing.assert_array_equal(unpack(packed, codes.shape[1], bits), codes)
+
+
+@settings(max_examples=50, deadline=None)
+@given(code_arrays(), st.binary(min_size=8, max_size=8))
+def test_file_roundtrip(tmp_path_factory, arr_bits, fp):
+    codes, bits = arr_bits
+    path = tmp_path_factory.mktemp("c") / "x.scz"
+    size = write_codes(path, codes, bits, fp)
+    assert size == path.stat().st_size == HEADER.size + codes.shape[0] * row_bytes(codes.shape[1], bits)
+    back = read_codes(path, expect_fingerprint=fp)
+    np.testing.assert_array_equal(back.codes, codes)
+    assert back.bits == bits and back.fingerprint == fp
+
+
+def test_72_bits_is_9_bytes():
+    codes = np.full((3, 8), 511)
+    assert pack(codes, 9).shape == (3, 9)
+
+
+def test_out_of_range_codes_refused():
+    with pytest.raises(ValueError):
+        pack(np.array([[256]]), 8)
+
+
+def test_foreign_truncated_and_wrong_model(tmp_path):
+    path = tmp_path / "a.scz"
+    write_codes(path, np.arange(16).reshape(2, 8), 9, b"AAAAAAAA")
+    with pytest.raises(ArtifactError, match="different model"):
+        read_codes(path, expect_fingerprint=b"BBBBBBBB")
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ArtifactError, match="truncated"):
+        read_codes(path)
+    (tmp_path / "b.scz").write_bytes(b"hello world, not codes")
+    with pytest.raises(ArtifactError, match="not a semcomp codes file"):
+        read_codes(tmp_path / "b.scz")

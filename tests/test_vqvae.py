@@ -1,0 +1,105 @@
+"""Fast checks of semcomp.vqvae on small synthetic data (no SBERT, no corpus)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semcomp.config import load_config
+from semcomp.vqvae import VQVAE, train_vqvae, usage
+
+D, K, N = 32, 3, 16
+
+
+def _data(n: int = 800, seed: int = 0) -> np.ndarray:
+    """Unit-norm points around 40 cluster centres: structure the codebooks can find."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, D))
+    x = centres[rng.integers(0, 40, n)] + 0.3 * rng.normal(size=(n, D))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _cfg(**kw) -> dict:
+    cfg = load_config(None, [f"vqvae_num_codebooks={K}", f"vqvae_num_embeddings={N}", "vqvae_hidden_dim=32",
+                             f"vqvae_embedding_dim={D}", "vqvae_epochs=2", "batch_size=128"])
+    cfg.update(kw)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    x = _data()
+    model, hist = train_vqvae(x, _cfg())
+    return x, model, hist
+
+
+def test_shapes_and_history(trained):
+    x, model, hist = trained
+    codes = model.encode(x[:50])
+    assert codes.shape == (50, K) and codes.dtype == np.int64
+    assert codes.min() >= 0 and codes.max() < N
+    dec = model.decode(codes)
+    assert dec.shape == (50, D) and dec.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(dec, axis=1), 1.0, atol=1e-5)
+    assert model.bits == K * 4
+    assert [h["epoch"] for h in hist] == [1, 2]
+    assert all(np.isfinite(h["loss"]) and len(h["codebooks"]) == K for h in hist)
+    assert model.encode(x[:0]).shape == (0, K)
+
+
+def test_reconstruction_beats_chance(trained):
+    x, model, _ = trained
+    cos = (model.decode(model.encode(x)) * x).sum(1).mean()
+    assert cos > 0.8, cos
+
+
+def test_deterministic_for_fixed_seed(trained):
+    x, model, _ = trained
+    again, _ = train_vqvae(x, _cfg())
+    np.testing.assert_array_equal(model.encode(x), again.encode(x))
+    np.testing.assert_array_equal(model.decode(model.encode(x)), again.decode(again.encode(x)))
+
+
+def test_save_load_round_trip(trained, tmp_path):
+    x, model, _ = trained
+    model.save(tmp_path / "m.safetensors", tmp_path / "m.json")
+    loaded = VQVAE.load(tmp_path / "m.safetensors", tmp_path / "m.json")
+    codes = model.encode(x[:100])
+    np.testing.assert_array_equal(codes, loaded.encode(x[:100]))
+    np.testing.assert_array_equal(model.decode(codes), loaded.decode(codes))
+    assert loaded.bits == model.bits
+
+
+def test_codebook_usage(trained):
+    x, model, hist = trained
+    used = [u["used"] for u in usage(model.encode(x), N)]
+    assert min(used) >= 0.9, used
+    assert all(1.0 <= c["perplexity"] <= N for c in hist[-1]["codebooks"])
+    u = usage(np.array([[0, 1], [0, 1], [1, 1]]), 4)
+    assert u[0]["used"] == 0.5 and u[1]["used"] == 0.25 and u[1]["perplexity"] == pytest.approx(1.0)
+
+
+def test_beam_search_no_worse_than_greedy(trained):
+    x, model, _ = trained
+    z = torch.from_numpy(x)
+    err = lambda c: ((z - model.vq.lookup(c)) ** 2).sum(1)  # noqa: E731
+    greedy, beam = err(model.vq.encode(z, beam=1)), err(model.vq.encode(z, beam=8))
+    assert beam.mean() <= greedy.mean() + 1e-6
+
+
+def test_bad_codes_rejected(trained):
+    _, model, _ = trained
+    with pytest.raises(ValueError):
+        model.decode(np.full((2, K), N))
+
+
+@pytest.mark.parametrize("overrides", [{"vqvae_init": "kmeans", "vqvae_lsq_iters": 1, "vqvae_tune_codebooks": True,
+                                        "vqvae_sim_weight": 1.0},
+                                       {"vqvae_quantization": "product", "vqvae_num_codebooks": 4}])
+def test_variants_train(overrides):
+    x = _data(400)
+    model, _ = train_vqvae(x, _cfg(**overrides))
+    codes = model.encode(x)
+    assert codes.shape == (400, model.vq.k)
+    assert (model.decode(codes) * x).sum(1).mean() > 0.5
