@@ -17,7 +17,7 @@ DEFAULT_STSB = Path(__file__).resolve().parent.parent / "shared" / "data" / "sts
 
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--sweep", default="32,64,128", help="extra bit budgets for the baselines (default: %(default)s)")
+    p.add_argument("--sweep", default="64,128", help="extra bit budgets for the baselines (default: %(default)s)")
     p.add_argument("--bertscore-model", default="roberta-large", help="BERTScore model (default: %(default)s)")
     p.add_argument("--stsb", default=str(DEFAULT_STSB), help="STS-B dev file; 'none' to skip")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")

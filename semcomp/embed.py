@@ -79,6 +79,17 @@ def load_sbert(name: str = DEFAULT_MODEL, device: str = "cpu") -> Any:
     return SentenceTransformer(str(packaged_model_dir()), device=device)
 
 
+@lru_cache(maxsize=2)
+def _onnx_encoder(folder: str, int8: bool) -> Any:
+    """ONNX Runtime encoder, exported from the packaged weights on first use (seconds)."""
+    from .onnx_embed import OnnxEncoder, export_onnx
+
+    path = Path(folder) / ("model-int8.onnx" if int8 else "model.onnx")
+    if not path.exists():
+        export_onnx(path, quantize=int8)
+    return OnnxEncoder(path)
+
+
 def _key(text: str) -> bytes:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
 
@@ -124,11 +135,18 @@ class Embedder:
                  batch_size: int = 32, backend: str = "torch"):
         self.model_name, self.device, self.batch_size = model, resolve_device(device), batch_size
         self.backend = backend
-        self.cache = EmbeddingCache(cache_dir, model) if cache_dir else None
+        if backend != "torch" and model.split("/")[-1] != DEFAULT_MODEL.split("/")[-1]:
+            raise ModelError(f"embed_backend {backend!r} is built from the packaged {DEFAULT_MODEL} only")
+        self.onnx_dir = Path(cache_dir or ".") / "onnx"
+        # int8 embeddings differ slightly from fp32 ones, so each runtime has its own cache
+        self.cache = EmbeddingCache(cache_dir, model + ("" if backend == "torch" else f"@{backend}")) \
+            if cache_dir else None
 
     @property
     def model(self) -> Any:
-        return load_sbert(self.model_name, self.device)
+        if self.backend == "torch":
+            return load_sbert(self.model_name, self.device)
+        return _onnx_encoder(str(self.onnx_dir), self.backend == "onnx-int8")
 
     def _encode(self, texts: list[str], show_progress_bar: bool) -> np.ndarray:
         vecs = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress_bar,

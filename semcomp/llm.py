@@ -18,7 +18,6 @@ import logging
 import os
 import random
 import re
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
+
+from .artifacts import write_json
 
 log = logging.getLogger(__name__)
 
@@ -178,19 +179,6 @@ def _cache_path(cache_dir: Path, backend: str, model: str, prompt: str) -> Path:
     return cache_dir / f"{key}.json"
 
 
-def _write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Temp file in the same folder + os.replace: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, ensure_ascii=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def make_caller(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
                 base_delay: float = 0.5) -> Call:
     """prompt -> response text, with our timeout, retries (exponential backoff + jitter) and cache.
@@ -230,7 +218,7 @@ def make_caller(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None,
                          attempt + 1, retries, delay)
                 time.sleep(delay)
         if path:
-            _write_atomic(path, {"backend": backend, "model": model, "prompt": prompt, "response": text})
+            write_json(path, {"backend": backend, "model": model, "prompt": prompt, "response": text})
         return text
 
     return call

@@ -80,6 +80,7 @@ class ResidualVQ(nn.Module):
         q = faiss.ResidualQuantizer(self.sub, self.k, int(math.log2(self.n)))
         q.max_beam_size = beam
         q.cp.seed = seed
+        q.cp.min_points_per_centroid = 1  # small corpora are fine; silences FAISS's warning
         q.train(np.ascontiguousarray(z.cpu().numpy(), dtype=np.float32))
         self.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(q.codebooks)).view(self.k, self.n, self.sub))
 

@@ -5,13 +5,13 @@ import pytest
 from semcomp.config import load_config
 from semcomp.data import DataError, detokenize, is_sentence, load_paragraphs, sample_split, split_sentences
 
-from .conftest import RAW
+from conftest import RAW
 
 
 @pytest.mark.parametrize("raw, clean", [
     ("It weighs 0 @.@ 7 – 2 @.@ 2 kg ( 1 @.@ 5 lb ) .", "It weighs 0.7 – 2.2 kg (1.5 lb)."),
     ("a well @-@ known , 1 @,@ 000 @-@ strong army", "a well-known, 1,000-strong army"),
-    ("He said \" yes \" , and it wasn 't Starr 's .", 'He said "yes", and it wasn\'t Starr\'s.'),
+    ("He said \" yes \" , and it was n't Starr 's .", 'He said "yes", and it wasn\'t Starr\'s.'),
     ("The cost was $ 5 ; 20 % less !", "The cost was $5; 20% less!"),
 ])
 def test_detokenize(raw, clean):

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 from fake_llm_server import FakeLLMServer, Reply  # noqa: E402
 
 from semcomp.config import validate  # noqa: E402

@@ -1,0 +1,92 @@
+"""One command, one run: plain SBERT encode (the limit), the pipeline cold and warm, decode speed, memory.
+
+    python bench/run.py --set data_dir=../shared/data/wikitext-2-raw      # writes bench/results/
+"""
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from semcomp import cli  # noqa: E402
+
+
+def peak_rss_mb_children() -> float:
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def pipeline(args: list[str], artifacts: Path) -> tuple[float, dict]:
+    t = time.perf_counter()
+    subprocess.run([sys.executable, str(ROOT / "pipeline.py"), "-q", "--artifacts", str(artifacts), *args],
+                   check=True, cwd=ROOT)
+    return time.perf_counter() - t, json.loads((artifacts / "manifest.json").read_text())
+
+
+def run() -> int:
+    p = cli.parser(__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for bench.json and bench.md")
+    args = p.parse_args()
+    cfg = cli.config_from(args)
+    sets = sum((["--set", s] for s in args.set), [])
+    if args.config:
+        sets = ["--config", args.config, *sets]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        art = Path(tmp) / "artifacts"
+        cold_s, m = pipeline(sets, art)
+        rows["pipeline_cold_s"] = cold_s
+        rows.update({f"stage_{k}_s": v for k, v in m["seconds"].items()})
+        warm_s, _ = pipeline(sets, art)
+        rows["pipeline_warm_s"] = warm_s
+        rows["peak_rss_mb"] = peak_rss_mb_children()
+
+        # The limit: plain sentence-transformers encode of the same sentences, in a fresh process.
+        code = ("import sys,time,json;sys.path.insert(0,%r);from semcomp.embed import load_sbert;"
+                "t=(art:=%r);s=open(t+'/dictionary.txt').read().split('\\n')+open(t+'/test.txt').read().split('\\n');"
+                "m=load_sbert(%r,'cpu');t0=time.perf_counter();m.encode(s,batch_size=32);"
+                "print(json.dumps({'n':len(s),'s':time.perf_counter()-t0}))") % (str(ROOT), str(art), cfg["sbert_model"])
+        plain = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                          check=True).stdout.strip().splitlines()[-1])
+        rows["plain_encode_s"] = plain["s"]
+        rows["sentences"] = plain["n"]
+
+        from semcomp import Codec
+        from semcomp.codes import read_codes
+
+        codec = Codec.load(art)
+        codes = read_codes(art / "test.scz").codes
+        reps = max(1, 10000 // len(codes))
+        big = codes[[i % len(codes) for i in range(len(codes) * reps)]]
+        codec.search(codec.decode(big[:10]), 5)  # load the index once
+        t = time.perf_counter()
+        codec.search(codec.decode(big), 5)
+        rows["decode_per_s"] = len(big) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        codec.reconstruct(big, k=5)
+        rows["decode_records_per_s"] = len(big) / (time.perf_counter() - t)
+
+    targets = {
+        "pipeline_cold_s <= 1.5 x plain_encode_s": rows["pipeline_cold_s"] <= 1.5 * rows["plain_encode_s"],
+        "pipeline_warm_s <= 0.15 x pipeline_cold_s": rows["pipeline_warm_s"] <= 0.15 * rows["pipeline_cold_s"],
+        "decode_per_s >= 5000": rows["decode_per_s"] >= 5000,
+        "peak_rss_mb <= 2000": rows["peak_rss_mb"] <= 2000,
+    }
+    (out / "bench.json").write_text(json.dumps({"rows": rows, "targets": targets}, indent=2))
+    md = ["| measure | value |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in rows.items()]
+    md += ["", "| target | met |", "|---|---|"] + [f"| {k} | {'yes' if v else 'no'} |" for k, v in targets.items()]
+    (out / "bench.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.main(run)

@@ -1,0 +1,192 @@
+"""The whole pipeline on a few hundred real WikiText sentences, then decode and evaluate on its artifacts."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from semcomp import Codec
+from semcomp.codes import HEADER, read_codes, row_bytes, write_codes
+
+from fake_llm_server import FakeLLMServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script(*args, check=True):
+    r = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if check:
+        assert r.returncode == 0, r.stderr[-2000:]
+    return r
+
+
+def test_manifest_and_files(built):
+    root, m = built
+    assert m["counts"]["dictionary"] == 630 and m["counts"]["test"] == 70
+    assert m["bits_per_sentence"] == 16 and m["bytes_per_sentence"] == 2
+    for name, info in m["files"].items():
+        assert (root / name).stat().st_size == info["bytes"]
+    assert (root / "test.scz").stat().st_size == HEADER.size + 70 * row_bytes(4, 4)
+    assert set(m["seconds"]) >= {"load", "segment", "embed", "train", "index", "total"}
+    assert min(c["used"] for c in m["codebook_usage"]) >= 0.9
+    assert not list(root.glob(".staging-*"))
+
+
+def test_held_out_never_in_dictionary(built):
+    root, _ = built
+    test = set((root / "test.txt").read_text().split("\n"))
+    assert not test & set((root / "dictionary.txt").read_text().split("\n"))
+
+
+def test_codec_api(built):
+    root, _ = built
+    codec = Codec.load(root)
+    texts = (root / "test.txt").read_text().split("\n")[:5]
+    e = codec.embed(texts)
+    assert e.shape == (5, 384) and e.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1, atol=1e-5)
+    c = codec.encode(texts)
+    assert c.shape == (5, 4) and np.issubdtype(c.dtype, np.integer)
+    np.testing.assert_array_equal(c, codec.encode(e))
+    np.testing.assert_array_equal(c, read_codes(root / "test.scz").codes[:5])
+    d = codec.decode(c)
+    assert d.shape == (5, 384)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
+    assert float((d * e).sum(1).mean()) > 0.3  # far above unrelated sentences (~0.05)
+
+
+def test_similarity_reconstruct(built):
+    root, _ = built
+    codec = Codec.load(root)
+    codes = read_codes(root / "test.scz").codes
+    recs = codec.reconstruct(codes, k=3)
+    dictionary = set(codec.dictionary[0])
+    assert len(recs) == 70
+    for r in recs:
+        assert r["method"] == "similarity" and r["reconstruction"] in dictionary
+        assert len(r["neighbours"]) == 3 and r["neighbours"][0][0] == r["reconstruction"]
+        assert r["score"] >= r["neighbours"][-1][1]
+    # score is the cosine between the reconstruction's embedding and the decoded embedding
+    e = codec.embed([recs[0]["reconstruction"]])[0]
+    assert abs(float(e @ codec.decode(codes[:1])[0]) - recs[0]["score"]) < 1e-4
+
+
+def test_compress_decode_and_foreign_codes(built, tmp_path):
+    root, _ = built
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The lobster is a large crustacean with a hard shell. It lives in the eastern Atlantic Ocean.\n")
+    out = tmp_path / "notes.scz"
+    script("pipeline.py", "--artifacts", str(root), "-q", "--compress", str(notes), "-o", str(out))
+    codes = read_codes(out, expect_fingerprint=Codec.load(root).fingerprint)
+    assert codes.codes.shape == (2, 4) and out.stat().st_size == HEADER.size + 2 * 2
+    script("decode.py", "--artifacts", str(root), "-q", "--codes", str(out))
+    assert len(out.with_suffix(".jsonl").read_text().splitlines()) == 2
+    foreign = tmp_path / "foreign.scz"
+    write_codes(foreign, codes.codes, 4, b"otherrun")
+    r = script("decode.py", "--artifacts", str(root), "-q", "--codes", str(foreign), check=False)
+    assert r.returncode == 1 and "different model" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_input_leaves_artifacts_intact(built, tmp_path):
+    root, _ = built
+    before = (root / "manifest.json").read_bytes()
+    r = script("pipeline.py", "--artifacts", str(root), "--set", "data_dir=/nonexistent", check=False)
+    assert r.returncode == 1 and "not found" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = script("pipeline.py", "--artifacts", str(root), "--input", str(tmp_path / "none.txt"), check=False)
+    assert r.returncode == 1 and "does not exist" in r.stderr
+    assert (root / "manifest.json").read_bytes() == before
+    r = script("decode.py", "--artifacts", str(tmp_path / "empty"), check=False)
+    assert r.returncode == 1 and "run `python pipeline.py` first" in r.stderr
+
+
+def test_llm_refinement_through_fake_server_returns_true_sentence(built, monkeypatch):
+    """Codec.reconstruct with the real OpenAI SDK against a local server whose candidates include the original.
+
+    Refinement keeps the candidate closest to the decoded embedding, so the original must win
+    wherever it is closer than every dictionary neighbour; those items are the ones checked.
+    """
+    root, _ = built
+    codec = Codec.load(root)
+    codes = read_codes(root / "test.scz").codes
+    originals = (root / "test.txt").read_text().split("\n")
+    sim = codec.reconstruct(codes, k=1)
+    own = (codec.embed(originals) * codec.decode(codes)).sum(1)
+    by_top: dict[str, str] = {}  # top neighbour -> original, for items with distinct top neighbours
+    pick = []
+    for i, r in enumerate(sim):
+        if own[i] > r["score"] + 1e-3 and r["reconstruction"] not in by_top and len(pick) < 3:
+            by_top[r["reconstruction"]] = originals[i]
+            pick.append(i)
+    assert pick, "no held-out sentence is closer to its decoded embedding than its neighbours"
+
+    def responder(prompt: str) -> str:
+        # The item is known by its top neighbour, the first reference line ("0.612: text").
+        first = prompt.split("Reference sentences (similarity: sentence):\n", 1)[1].split("\n", 1)[0]
+        true = [by_top[first.split(": ", 1)[1]]] if first.split(": ", 1)[1] in by_top else []
+        return json.dumps(true + ["An unrelated sentence about football matches."])
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    with FakeLLMServer(responder) as server:
+        codec.cfg.update(llm_base_url=f"{server.url}/v1", llm_rounds=2)
+        recs = codec.reconstruct(codes[pick], backend="openai", originals=[originals[i] for i in pick])
+    assert [r["reconstruction"] for r in recs] == [originals[i] for i in pick]
+    assert all(r["method"] == "llm:openai" and r["score"] >= s["score"] for r, s in zip(recs, [sim[i] for i in pick]))
+
+
+def test_decode_cli_llm_backend(built, tmp_path):
+    """decode.py --backend openai end to end: records written, key never in output or files."""
+    root, _ = built
+    with FakeLLMServer(lambda prompt: json.dumps(["A sentence from the fake model."])) as server:
+        env = {**os.environ, "OPENAI_API_KEY": "sk-test-secret"}
+        r = subprocess.run([sys.executable, "decode.py", "--artifacts", str(root), "-q", "--backend", "openai",
+                            "--limit", "3", "--set", f"llm_base_url={server.url}/v1", "--set", "llm_rounds=1",
+                            "-o", str(tmp_path / "llm.jsonl")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+        assert len(server.requests) == 3
+    assert r.returncode == 0, r.stderr[-2000:]
+    text = (tmp_path / "llm.jsonl").read_text()
+    assert len(text.splitlines()) == 3 and "sk-test-secret" not in text + r.stderr + r.stdout
+    env.pop("OPENAI_API_KEY")
+    r = subprocess.run([sys.executable, "decode.py", "--artifacts", str(root), "-q", "--backend", "openai"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 2 and "OPENAI_API_KEY" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_evaluate(built):
+    root, m = built
+    script("decode.py", "--artifacts", str(root), "-q")
+    script("evaluate.py", "--artifacts", str(root), "-q", "--sweep", "32", "--no-plots")
+    r = json.loads((root / "metrics.json").read_text())
+    for key in ("n", "bits_per_sentence", "bytes_per_sentence", "compression_ratio", "embedding",
+                "reconstruction", "ceiling", "floor", "baselines", "bertscore_model"):
+        assert key in r
+    assert r["n"] == 70 and r["bits_per_sentence"] == 16
+    assert abs(r["compression_ratio"]["vs_float32"] - 70 * 1536 / (root / "test.scz").stat().st_size) < 1e-9
+    assert r["identical"]["bertscore_f1_rescaled"] == pytest.approx(1.0, abs=1e-4)
+    assert r["identical"]["text_cosine"] == pytest.approx(1.0, abs=1e-4)
+    assert abs(r["floor"]["bertscore_f1_rescaled"]) < 0.1
+    assert r["floor"]["text_cosine"] < r["reconstruction"]["similarity"]["text_cosine"] <= r["ceiling"]["text_cosine"] + 0.05
+    assert {b["bits"] for n, b in r["baselines"].items() if n.split("-")[0] in ("pq", "opq", "rq")} == {16, 32}
+    for name, b in r["baselines"].items():
+        assert int(name.split("-")[1]) == b["bits"]  # each baseline really uses its stated bits
+    assert (root / "report.md").read_text().count("| **VQ-VAE** |") == 1
+
+
+def test_evaluate_refuses_misaligned_and_missing(built, tmp_path):
+    root, _ = built
+    rec_path = root / "reconstructions.jsonl"
+    script("decode.py", "--artifacts", str(root), "-q")
+    good = rec_path.read_text()
+    lines = good.splitlines()
+    a, b = json.loads(lines[0]), json.loads(lines[1])
+    a["id"], b["id"] = b["id"], a["id"]
+    rec_path.write_text("\n".join([json.dumps(a), json.dumps(b)] + lines[2:]) + "\n")
+    r = script("evaluate.py", "--artifacts", str(root), "-q", "--no-plots", check=False)
+    assert r.returncode == 1 and "does not match" in r.stderr
+    rec_path.unlink()
+    r = script("evaluate.py", "--artifacts", str(root), "-q", "--no-plots", check=False)
+    assert r.returncode == 1 and "python decode.py" in r.stderr
+    rec_path.write_text(good)
