@@ -19,7 +19,7 @@ def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--sweep", default="64,128", help="extra bit budgets for the baselines (default: %(default)s)")
     p.add_argument("--bertscore-model", default="roberta-large", help="BERTScore model (default: %(default)s)")
-    p.add_argument("--stsb", default=str(DEFAULT_STSB), help="STS-B dev file; 'none' to skip")
+    p.add_argument("--stsb", default=None, help=f"STS-B dev file; 'none' to skip (default: {DEFAULT_STSB}, if present)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = p.parse_args()
     cfg = cli.config_from(args)
@@ -27,7 +27,10 @@ def run() -> int:
         sweep = [int(b) for b in args.sweep.split(",") if b.strip()]
     except ValueError:
         raise cli.ConfigError(f"--sweep must be comma-separated integers, got {args.sweep!r}") from None
-    stsb = None if args.stsb.lower() == "none" else Path(args.stsb)
+    stsb = DEFAULT_STSB if args.stsb is None else None if args.stsb.lower() == "none" else Path(args.stsb)
+    if args.stsb is None and not stsb.exists():
+        log.warning("no STS-B file at %s: STS-B figures skipped (pass --stsb PATH)", stsb)
+        stsb = None
     if stsb is not None and not stsb.exists():
         raise cli.ConfigError(f"STS-B file {stsb} not found: pass --stsb PATH or --stsb none")
 

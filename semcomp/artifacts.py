@@ -58,7 +58,11 @@ def staged_run(artifacts_dir: str | Path) -> Iterator[Path]:
     """
     root = Path(artifacts_dir)
     root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    for old in root.glob(".staging-*"):  # left by a run that was killed outright (SIGKILL, power loss)
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = Path(tempfile.mkdtemp(dir=root, prefix=f".staging-{os.getpid()}-"))
     try:
         yield stage
         names = sorted(p.name for p in stage.iterdir() if p.name != MANIFEST)
@@ -66,6 +70,16 @@ def staged_run(artifacts_dir: str | Path) -> Iterator[Path]:
             os.replace(stage / name, root / name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:

@@ -40,3 +40,12 @@ def test_staged_run_replaces_whole_or_nothing(tmp_path):
         (stage / "manifest.json").write_text('{"run": 2}')
     assert (tmp_path / "a.txt").read_text() == "run2"
     assert sorted(os.listdir(tmp_path)) == ["a.txt", "manifest.json"]
+
+
+def test_staged_run_clears_dead_runs_leftovers(tmp_path):
+    dead = tmp_path / ".staging-999999999-abc"
+    dead.mkdir()
+    (dead / "half.bin").write_bytes(b"x")
+    with staged_run(tmp_path) as stage:
+        (stage / "a.txt").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == ["a.txt"]
