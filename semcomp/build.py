@@ -65,7 +65,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
     from .index import build_index, save_index
-    from .vqvae import train_vqvae, usage
+    from .vqvae import train_vqvae
 
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
@@ -126,7 +126,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
             "bits_per_sentence": k * bits,
             "bytes_per_sentence": row_bytes(k, bits),
             "test_decoded_cosine": float((decoded * test_e).sum(1).mean()) if len(test_e) else None,
-            "codebook_usage": usage(model.encode(dict_e), cfg["vqvae_num_embeddings"]),
+            "codebook_usage": history[-1]["codebooks"],  # the training set's codes, after training
             "seconds": dict(timer),
             "files": files,
         }

@@ -114,14 +114,20 @@ def load_paragraphs(cfg: dict[str, Any]) -> list[str]:
             lines += p.read_text(encoding="utf-8").splitlines()
         return lines
     _split_names(cfg["dataset_split"])
+    from .embed import hub_online
+
+    offline_hint = ("offline, point at a local copy: --set data_dir=PATH (folder with wiki.valid.raw etc.) "
+                    "or use --input FILE")
+    if not hub_online():  # fail in seconds, not after the datasets client's retries
+        raise DataError(f"the Hugging Face hub is unreachable, so {cfg['dataset_name']} cannot be downloaded; "
+                        f"{offline_hint}")
     try:
         import datasets
 
         ds = datasets.load_dataset("Salesforce/wikitext", cfg["dataset_name"], split=cfg["dataset_split"])
     except (ConnectionError, OSError) as e:
-        raise DataError(f"could not load {cfg['dataset_name']} from the Hugging Face hub ({type(e).__name__}); "
-                        f"offline, point at a local copy: --set data_dir=PATH (folder with wiki.valid.raw etc.) "
-                        f"or use --input FILE") from None
+        raise DataError(f"could not load {cfg['dataset_name']} from the Hugging Face hub "
+                        f"({type(e).__name__}); {offline_hint}") from None
     return list(ds["text"])
 
 

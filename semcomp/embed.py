@@ -150,7 +150,7 @@ class Embedder:
 
     def _encode(self, texts: list[str], show_progress_bar: bool) -> np.ndarray:
         vecs = self.model.encode(texts, batch_size=self.batch_size, show_progress_bar=show_progress_bar,
-                                 normalize_embeddings=True, convert_to_numpy=True)
+                                 normalize_embeddings=True)
         return np.asarray(vecs, dtype=np.float32)
 
     def encode(self, texts: list[str], show_progress_bar: bool = False) -> np.ndarray:

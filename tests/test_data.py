@@ -60,3 +60,13 @@ def test_missing_local_split_and_bad_split(tmp_path):
         load_paragraphs(load_config(None, [f"data_dir={RAW}", "dataset_split=train"]))
     with pytest.raises(DataError, match="dataset_split"):
         load_paragraphs(load_config(None, [f"data_dir={RAW}", "dataset_split=dev"]))
+
+
+def test_offline_without_data_dir_says_how_to_point_at_a_copy(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from semcomp.embed import hub_online
+
+    hub_online.cache_clear()
+    with pytest.raises(DataError, match="data_dir=PATH"):
+        load_paragraphs(load_config(None, []))
+    hub_online.cache_clear()
