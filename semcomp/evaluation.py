@@ -89,14 +89,13 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     ref_e = test_e[ids]
     ceil_ids, _ = codec.search(ref_e, 1)
     rng = random.Random(cfg["seed"])
-    systems: dict[str, list[str]] = {}
+    by_method: dict[str, list[dict[str, Any]]] = {}  # an LLM run can mix llm:* and fallback records
     for r in records:
-        systems.setdefault(r["method"], []).append(r["reconstruction"])
-    by_method = {meth: [r for r in records if r["method"] == meth] for meth in systems}
+        by_method.setdefault(r["method"], []).append(r)
     ceiling = [dict_texts[j] for j in ceil_ids[:, 0]]
     floor = [rng.choice(dict_texts) for _ in ids]
     bert_base = metrics.bertscore_baseline(dict_texts, bert_model, seed=cfg["seed"])
-    _, bert_used = metrics._bertscorer(bert_model)
+    _, bert_used = metrics.bertscorer(bert_model)
 
     def score(hyps: list[str], refs_: list[str], ref_e_: np.ndarray) -> dict[str, float]:
         return metrics.text_metrics(hyps, refs_, codec.embed(hyps), ref_e_, bert_model, bert_base)
@@ -104,8 +103,7 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     reconstruction = {}
     for meth, recs in by_method.items():
         rid = [r["id"] for r in recs]
-        reconstruction[meth] = {"n": len(recs), **score([r["reconstruction"] for r in recs],
-                                                        [test_texts[i] for i in rid], test_e[rid])}
+        reconstruction[meth] = score([r["reconstruction"] for r in recs], [test_texts[i] for i in rid], test_e[rid])
     identical = score(refs[:200], refs[:200], ref_e[:200])
 
     # Compression, from the actual files.

@@ -61,7 +61,7 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, float]:
 
 
 @lru_cache(maxsize=2)
-def _bertscorer(model: str) -> tuple[Any, str]:
+def bertscorer(model: str) -> tuple[Any, str]:
     """roberta-large (as in the literature) when loadable; offline, the packaged MiniLM, said so."""
     from bert_score import BERTScorer
 
@@ -78,7 +78,7 @@ def _bertscorer(model: str) -> tuple[Any, str]:
 
 
 def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str) -> tuple[np.ndarray, str]:
-    scorer, used = _bertscorer(model)
+    scorer, used = bertscorer(model)
     _, _, f1 = scorer.score(list(hyps), list(refs), batch_size=64)
     return f1.numpy(), used
 
@@ -99,6 +99,7 @@ def text_metrics(hyps: Sequence[str], refs: Sequence[str], hyp_emb: np.ndarray, 
     f1, _ = bertscore_f1(hyps, refs, bert_model)
     bleu, chrf = bleu_chrf(hyps, refs)
     return {
+        "n": len(hyps),
         "text_cosine": float(rowwise_cosine(hyp_emb, ref_emb).mean()),
         "bertscore_f1": float(f1.mean()),
         "bertscore_f1_rescaled": float(((f1 - bert_baseline) / (1 - bert_baseline)).mean()),

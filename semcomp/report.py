@@ -43,7 +43,7 @@ def markdown(r: dict[str, Any]) -> str:
     rows += [("ceiling (uncompressed search)", r["ceiling"]), ("floor (random sentence)", r["floor"]),
              ("identical text (check)", r["identical"])]
     for name, t in rows:
-        lines.append(f"| {name} | {t.get('n', r['n'] if 'ceiling' in name or 'floor' in name else 200)} "
+        lines.append(f"| {name} | {t['n']} "
                      f"| {_fmt(t['text_cosine'])} | {_fmt(t['bertscore_f1'])} | {_fmt(t['bertscore_f1_rescaled'])} "
                      f"| {_fmt(t['bleu'], 1)} | {_fmt(t['chrf'], 1)} | {_fmt(t['exact_match'])} |")
     cr = r["compression_ratio"]
