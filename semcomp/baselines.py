@@ -1,7 +1,8 @@
-"""Standard quantisers at a given bit budget, for an honest comparison with the VQ-VAE."""
+"""Standard quantisers (FAISS): baselines at a given bit budget, and a selectable alternative to the VQ-VAE."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import faiss
@@ -76,3 +77,61 @@ def int8(train: np.ndarray) -> Quantizer:
     return Quantizer(f"int8-{train.shape[1] * 8}", sq.code_size * 8,
                      lambda x: sq.compute_codes(np.ascontiguousarray(x, np.float32)),
                      lambda c: _unit(sq.decode(c)))
+
+
+FACTORY = {"pq": "PQ{m}x{b}", "opq": "OPQ{m},PQ{m}x{b}", "rq": "RQ{m}x{b}"}
+
+
+class FaissCodec:
+    """A FAISS quantiser behind the VQVAE interface, selectable with `quantizer` in the config.
+
+    Codes are the quantiser's own K indices of b bits (FAISS packs them least significant bit
+    first; we unpack them so the codes file and `Codec.encode` look the same for every quantiser).
+    """
+
+    def __init__(self, index: faiss.Index, kind: str, num_codebooks: int, bits_per_code: int):
+        self.index, self.kind = index, kind
+        self.num_codebooks, self.bits_per_code, self.input_dim = num_codebooks, bits_per_code, index.d
+
+    @classmethod
+    def train(cls, kind: str, num_codebooks: int, bits_per_code: int, x: np.ndarray,
+              opq_iterations: int = 25) -> "FaissCodec":
+        index = faiss.index_factory(x.shape[1], FACTORY[kind].format(m=num_codebooks, b=bits_per_code))
+        if kind == "rq":
+            index.rq.max_beam_size = 8
+            index.rq.cp.min_points_per_centroid = 1
+        if kind == "opq":
+            faiss.downcast_VectorTransform(index.chain.at(0)).niter = opq_iterations
+        index.train(np.ascontiguousarray(x, np.float32))
+        return cls(index, kind, num_codebooks, bits_per_code)
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        packed = self.index.sa_encode(np.ascontiguousarray(x, np.float32))
+        k, b = self.num_codebooks, self.bits_per_code
+        bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :k * b].reshape(len(packed), k, b)
+        return (bits.astype(np.int64) << np.arange(b)).sum(-1)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.asarray(codes, np.int64)
+        k, b = self.num_codebooks, self.bits_per_code
+        if codes.ndim != 2 or codes.shape[1] != k or (codes.size and (codes.min() < 0 or codes.max() >= 1 << b)):
+            raise ValueError(f"codes must be (n, {k}) in [0, {1 << b})")
+        bits = ((codes[:, :, None] >> np.arange(b)) & 1).astype(np.uint8).reshape(len(codes), k * b)
+        packed = np.packbits(bits, axis=1, bitorder="little")[:, :self.index.sa_code_size()]
+        return _unit(self.index.sa_decode(np.ascontiguousarray(packed)))
+
+    def save(self, index_path: str | Path, shape_path: str | Path) -> None:
+        from .artifacts import atomic_write, write_json
+
+        with atomic_write(index_path) as f:
+            f.write(faiss.serialize_index(self.index).tobytes())
+        write_json(shape_path, {"kind": self.kind, "num_codebooks": self.num_codebooks,
+                                "bits_per_code": self.bits_per_code})
+
+    @classmethod
+    def load(cls, index_path: str | Path, shape_path: str | Path) -> "FaissCodec":
+        import json
+
+        shape = json.loads(Path(shape_path).read_text())
+        index = faiss.deserialize_index(np.fromfile(index_path, dtype=np.uint8))
+        return cls(index, shape["kind"], shape["num_codebooks"], shape["bits_per_code"])

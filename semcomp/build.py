@@ -64,8 +64,10 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
+    from .baselines import FaissCodec
+    from .codec import model_files
     from .index import build_index, save_index
-    from .vqvae import train_vqvae
+    from .vqvae import train_vqvae, usage
 
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
@@ -91,15 +93,20 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
             used = min(c["used"] for c in row["codebooks"])
             log.info("epoch %3d  loss %.4f  min codebook use %.0f%%", row["epoch"], row["loss"], 100 * used)
 
-    with timer("train"):
-        model, history = train_vqvae(dict_e, cfg, log=epoch_log)
-
     bits = bits_per_code(cfg)
     k = cfg["vqvae_num_codebooks"]
+    with timer("train"):
+        if cfg["quantizer"] == "vqvae":
+            model, history = train_vqvae(dict_e, cfg, log=epoch_log)
+        else:  # a FAISS quantiser of the same K x b shape: nothing to log per epoch
+            model = FaissCodec.train(cfg["quantizer"], k, bits, dict_e)
+            history = [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(dict_e), 1 << bits)}]
+
+    files = model_files(cfg["quantizer"])
     with staged_run(root) as stage:
         with timer("encode"):
-            model.save(stage / "vqvae.safetensors", stage / "vqvae.json")
-            fingerprint = bytes.fromhex(sha256_file(stage / "vqvae.safetensors")[:16])
+            model.save(stage / files[0], stage / files[1])
+            fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
             test_codes = model.encode(test_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)

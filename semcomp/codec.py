@@ -11,14 +11,18 @@ from .artifacts import ArtifactError, load_manifest, verify
 from .embed import Embedder
 from .vqvae import VQVAE
 
-MODEL_FILES = ["vqvae.safetensors", "vqvae.json"]
+MODEL_FILES = {"vqvae": ["vqvae.safetensors", "vqvae.json"], "faiss": ["quantizer.faiss", "quantizer.json"]}
+
+
+def model_files(quantizer: str) -> list[str]:
+    return MODEL_FILES["vqvae" if quantizer == "vqvae" else "faiss"]
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
 
 
 class Codec:
     """codec = Codec.load("artifacts"); codes = codec.encode(texts); emb = codec.decode(codes)."""
 
-    def __init__(self, model: VQVAE, cfg: dict[str, Any], artifacts_dir: str | Path,
+    def __init__(self, model: Any, cfg: dict[str, Any], artifacts_dir: str | Path,
                  manifest: dict[str, Any] | None = None):
         self.model, self.cfg, self.dir, self.manifest = model, cfg, Path(artifacts_dir), manifest or {}
 
@@ -26,9 +30,16 @@ class Codec:
     def load(cls, artifacts_dir: str | Path = "artifacts", cfg: dict[str, Any] | None = None) -> "Codec":
         """Load a trained codec; `cfg` overrides run-time keys (device, search_k, llm_*), not the model."""
         manifest = load_manifest(artifacts_dir)
-        verify(artifacts_dir, manifest, MODEL_FILES)
+        quantizer = manifest["config"].get("quantizer", "vqvae")
+        files = model_files(quantizer)
+        verify(artifacts_dir, manifest, files)
         root = Path(artifacts_dir)
-        model = VQVAE.load(root / MODEL_FILES[0], root / MODEL_FILES[1])
+        if quantizer == "vqvae":
+            model = VQVAE.load(root / files[0], root / files[1])
+        else:
+            from .baselines import FaissCodec
+
+            model = FaissCodec.load(root / files[0], root / files[1])
         merged = dict(manifest["config"])
         if cfg:
             # The model's own shape and embedding model come from the run that trained it.
@@ -41,7 +52,7 @@ class Codec:
 
     @property
     def bits(self) -> int:
-        return int(np.log2(self.model.vq.n))
+        return self.model.bits_per_code
 
     @cached_property
     def embedder(self) -> Embedder:
@@ -57,8 +68,8 @@ class Codec:
         x = texts_or_embeddings
         if not isinstance(x, np.ndarray):
             x = self.embed(list(x))
-        if x.ndim != 2 or x.shape[1] != self.model.shape["input_dim"]:
-            raise ValueError(f"embeddings must be (n, {self.model.shape['input_dim']}), got {x.shape}")
+        if x.ndim != 2 or x.shape[1] != self.model.input_dim:
+            raise ValueError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
         return self.model.encode(x)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "embedding_dimension": (384, (int,), (1, None), "SBERT embedding size (384 for all-MiniLM-L6-v2)"),
     "vqvae_num_codebooks": (8, (int,), (1, 64), "codes per sentence"),
     "vqvae_quantization": ("residual", (str,), {"residual", "product"}, "how the codebooks combine"),
+    "quantizer": ("vqvae", (str,), {"vqvae", "rq", "opq", "pq"}, "vqvae, or a FAISS quantiser (rq, opq = OPQ+PQ, pq) at the same bits"),
     "vqvae_beam": (8, (int,), (1, 64), "beam width of residual encoding (1: greedy)"),
     "vqvae_train_beam": (8, (int,), (1, 64), "beam width used while training the residual codebooks"),
     "vqvae_init": ("faiss_rq", (str,), {"faiss_rq", "kmeans"}, "codebook init: FAISS residual quantiser training or greedy k-means"),

@@ -112,6 +112,7 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     zstd = metrics.zstd_size(test_texts)
     result = {
         "n": n,
+        "quantizer": m["config"].get("quantizer", "vqvae"),
         "bits_per_sentence": bits,
         "bytes_per_sentence": m["bytes_per_sentence"],
         "codes_file_bytes": size,

@@ -25,7 +25,7 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "| quantiser | bits | cosine | recall@10 | STS-B Spearman |",
         "|---|---:|---:|---:|---:|",
-        f"| **VQ-VAE** | {r['bits_per_sentence']} | {_fmt(e['cosine_mean'])} | {_fmt(e['recall_at_10'])} "
+        f"| **{r.get('quantizer', 'vqvae')} (this run)** | {r['bits_per_sentence']} | {_fmt(e['cosine_mean'])} | {_fmt(e['recall_at_10'])} "
         f"| {_fmt(e['stsb_spearman'])} |",
     ]
     for name, b in sorted(r["baselines"].items(), key=lambda kv: (kv[1]["bits"], kv[0])):
@@ -33,7 +33,7 @@ def markdown(r: dict[str, Any]) -> str:
                      f"| {_fmt(b['stsb_spearman'])} |")
     lines.append(f"| uncompressed float32 | {384 * 32} | 1.000 | 1.000 | {_fmt(e['stsb_spearman_uncompressed'])} |")
     c = e["cosine"]
-    lines += ["", f"VQ-VAE cosine percentiles: p10 {c['p10']:.3f}, p50 {c['p50']:.3f}, p90 {c['p90']:.3f}.", "",
+    lines += ["", f"{r.get('quantizer', 'vqvae')} cosine percentiles: p10 {c['p10']:.3f}, p50 {c['p50']:.3f}, p90 {c['p90']:.3f}.", "",
               "## Text reconstruction", "",
               f"BERTScore model: {r['bertscore_model']}; rescaled against random corpus pairs "
               f"(baseline F1 {r['bertscore_baseline_f1']:.3f}).", "",
@@ -66,7 +66,7 @@ def write_plots(root: Path, r: dict[str, Any], cos: np.ndarray, history: list[di
         pts = sorted((b["bits"], b["cosine_mean"]) for n, b in r["baselines"].items() if n.startswith(kind + "-"))
         ax.plot(*zip(*pts), marker="o", label={"pq": "PQ", "opq": "OPQ+PQ", "rq": "RQ (beam 8)"}[kind])
     ax.scatter([r["bits_per_sentence"]], [r["embedding"]["cosine_mean"]], color="k", marker="*", s=150,
-               zorder=5, label="VQ-VAE")
+               zorder=5, label=f"{r.get('quantizer', 'vqvae')} (this run)")
     ax.set(xlabel="bits per sentence", ylabel="held-out cosine", title="Rate–distortion")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -74,11 +74,12 @@ def write_plots(root: Path, r: dict[str, Any], cos: np.ndarray, history: list[di
 
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.hist(cos, bins=40)
-    ax.set(xlabel="cosine(decoded, original)", ylabel="sentences", title="Per-sentence cosine (VQ-VAE)")
+    ax.set(xlabel="cosine(decoded, original)", ylabel="sentences", title=f"Per-sentence cosine ({r.get('quantizer', 'vqvae')})")
     _save(fig, root / "cosine_hist.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker="o")
+    trained = [h for h in history if h.get("loss") is not None]  # FAISS quantisers log no epochs
+    ax.plot([h["epoch"] for h in trained], [h["loss"] for h in trained], marker="o")
     ax.set(xlabel="epoch", ylabel="training loss", title="VQ-VAE training")
     _save(fig, root / "training_loss.png")
 

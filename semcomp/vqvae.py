@@ -153,6 +153,14 @@ class VQVAE(nn.Module):
         self.decoder = Branch(latent_dim, input_dim, hidden_dim)
 
     @property
+    def input_dim(self) -> int:
+        return self.shape["input_dim"]
+
+    @property
+    def bits_per_code(self) -> int:
+        return int(math.log2(self.vq.n))
+
+    @property
     def bits(self) -> int:
         return self.vq.k * int(math.log2(self.vq.n))
 
