@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import platform
+import shutil
 import time
 from importlib import metadata
 from pathlib import Path
@@ -31,6 +32,17 @@ class Timer(dict):
         t = time.perf_counter()
         yield
         self[stage] = round(self.get(stage, 0.0) + time.perf_counter() - t, 3)
+
+
+MODEL_KEYS = ("quantizer", "seed", "batch_size", "vqvae_")
+INDEX_KEYS = ("index_factory", "pq_M", "index_opq_iterations")
+
+
+def _digest(emb: np.ndarray, cfg: dict[str, Any], prefixes: tuple[str, ...]) -> str:
+    """Cache key: the training vectors and every config key that shapes what is trained on them."""
+    h = hashlib.sha256(np.ascontiguousarray(emb).tobytes())
+    h.update(json.dumps({k: v for k, v in sorted(cfg.items()) if k.startswith(prefixes)}).encode())
+    return h.hexdigest()[:24]
 
 
 def cached_sentences(paragraphs: list[str], cache_dir: Path) -> list[str]:
@@ -65,7 +77,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
     from .baselines import FaissCodec
-    from .codec import model_files
+    from .codec import Codec, model_files
     from .index import build_index, save_index
     from .vqvae import train_vqvae, usage
 
@@ -95,25 +107,38 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
 
     bits = bits_per_code(cfg)
     k = cfg["vqvae_num_codebooks"]
-    with timer("train"):
-        if cfg["quantizer"] == "vqvae":
-            model, history = train_vqvae(dict_e, cfg, log=epoch_log)
-        else:  # a FAISS quantiser of the same K x b shape: nothing to log per epoch
-            model = FaissCodec.train(cfg["quantizer"], k, bits, dict_e)
-            history = [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(dict_e), 1 << bits)}]
-
     files = model_files(cfg["quantizer"])
+    # A re-run on the same sentences and settings reuses the trained model and index: training
+    # is deterministic for a fixed seed, so retraining would only reproduce the same files.
+    model_dir = cache / f"model-{_digest(dict_e, cfg, MODEL_KEYS)}"
+    index_file = cache / f"index-{_digest(dict_e, cfg, INDEX_KEYS)}.faiss"
+    with timer("train"):
+        if (model_dir / "history.json").exists():
+            model = Codec.load_model(cfg["quantizer"], model_dir)
+            history = read_json(model_dir / "history.json")
+        else:
+            if cfg["quantizer"] == "vqvae":
+                model, history = train_vqvae(dict_e, cfg, log=epoch_log)
+            else:  # a FAISS quantiser of the same K x b shape: nothing to log per epoch
+                model = FaissCodec.train(cfg["quantizer"], k, bits, dict_e)
+                history = [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(dict_e), 1 << bits)}]
+            model.save(model_dir / files[0], model_dir / files[1])
+            write_json(model_dir / "history.json", history)  # last: marks the cached model complete
+
     with staged_run(root) as stage:
         with timer("encode"):
-            model.save(stage / files[0], stage / files[1])
+            for name in files:
+                shutil.copyfile(model_dir / name, stage / name)
             fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
             test_codes = model.encode(test_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)
         with timer("index"):
-            index = build_index(dict_e, cfg["index_factory"].format(pq_M=cfg["pq_M"]),
-                                cfg["index_opq_iterations"])
-            save_index(index, stage / "index.faiss")
+            if not index_file.exists():
+                index = build_index(dict_e, cfg["index_factory"].format(pq_M=cfg["pq_M"]),
+                                    cfg["index_opq_iterations"])
+                save_index(index, index_file)
+            shutil.copyfile(index_file, stage / "index.faiss")
         with timer("write"):
             _write_lines(stage / "dictionary.txt", dict_s)
             _write_lines(stage / "test.txt", test_s)

@@ -33,18 +33,22 @@ class Codec:
         quantizer = manifest["config"].get("quantizer", "vqvae")
         files = model_files(quantizer)
         verify(artifacts_dir, manifest, files)
-        root = Path(artifacts_dir)
-        if quantizer == "vqvae":
-            model = VQVAE.load(root / files[0], root / files[1])
-        else:
-            from .baselines import FaissCodec
-
-            model = FaissCodec.load(root / files[0], root / files[1])
+        model = cls.load_model(quantizer, artifacts_dir)
         merged = dict(manifest["config"])
         if cfg:
             # The model's own shape and embedding model come from the run that trained it.
             merged.update({k: v for k, v in cfg.items() if k.startswith(("llm_", "search_", "show_", "device", "embed_"))})
-        return cls(model, merged, root, manifest)
+        return cls(model, merged, Path(artifacts_dir), manifest)
+
+    @staticmethod
+    def load_model(quantizer: str, folder: str | Path) -> Any:
+        """The trained VQ-VAE or FAISS quantiser saved in `folder`."""
+        files = [Path(folder) / name for name in model_files(quantizer)]
+        if quantizer == "vqvae":
+            return VQVAE.load(*files)
+        from .baselines import FaissCodec
+
+        return FaissCodec.load(*files)
 
     @property
     def fingerprint(self) -> bytes:

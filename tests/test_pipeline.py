@@ -217,3 +217,25 @@ def test_faiss_quantizer_selectable(built, tmp_path, kind):
     np.testing.assert_allclose(codec.decode(codes), want, atol=1e-5)
     assert m["test_decoded_cosine"] > 0.3
     assert len(codec.reconstruct(codes[:5])) == 5
+
+
+def test_rerun_reuses_model_and_retraining_reproduces_it(built):
+    """A warm re-run reuses the cached model and index; retraining from scratch gives the same bytes."""
+    import shutil
+
+    from conftest import small_config
+
+    from semcomp.build import build
+
+    root, first = built
+    cfg = small_config(root)
+    again = build(cfg)
+    assert again["fingerprint"] == first["fingerprint"]
+    assert again["seconds"]["embed"] < 1.0
+    for d in root.glob("cache/model-*"):
+        shutil.rmtree(d)
+    for f in root.glob("cache/index-*"):
+        f.unlink()
+    retrained = build(cfg)
+    assert retrained["fingerprint"] == first["fingerprint"]  # deterministic for a fixed seed
+    assert retrained["files"]["test.scz"]["sha256"] == first["files"]["test.scz"]["sha256"]
