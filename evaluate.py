@@ -34,15 +34,13 @@ def run() -> int:
     if stsb is not None and not stsb.exists():
         raise cli.ConfigError(f"STS-B file {stsb} not found: pass --stsb PATH or --stsb none")
 
-    from semcomp.artifacts import write_json
+    from semcomp.artifacts import atomic_write, write_json
     from semcomp.evaluation import evaluate
     from semcomp.report import markdown
 
     result = evaluate(cfg, sweep, args.bertscore_model, stsb, plots=not args.no_plots)
     root = Path(cfg["artifacts_dir"])
     write_json(root / "metrics.json", result)
-    from semcomp.artifacts import atomic_write
-
     with atomic_write(root / "report.md", "w") as f:
         f.write(markdown(result))
     e = result["embedding"]

@@ -175,6 +175,6 @@ def compress(codec: Any, input_path: str, output: str, show_progress_bar: bool =
 
         raise DataError(f"no sentences found in {input_path}")
     codes = codec.encode(codec.embed(sentences, show_progress_bar=show_progress_bar))
-    size = write_codes(output, codes, codec.bits, codec.fingerprint)
+    size = write_codes(output, codes, codec.bits_per_code, codec.fingerprint)
     utf8 = sum(len(s.encode("utf-8")) for s in sentences)
     return {"sentences": len(sentences), "bytes": size, "utf8_bytes": utf8}

@@ -55,7 +55,7 @@ class Codec:
         return bytes.fromhex(self.manifest["fingerprint"])
 
     @property
-    def bits(self) -> int:
+    def bits_per_code(self) -> int:
         return self.model.bits_per_code
 
     @cached_property

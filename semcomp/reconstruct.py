@@ -26,7 +26,7 @@ def reconstruct(codec: "Codec", codes: np.ndarray, backend: str = "similarity", 
 
         check_key(backend, codec.cfg.get("llm_base_url"))  # fail before any work
     decoded = codec.decode(codes)
-    width = max(k, codec.cfg["llm_neighbours"] if backend != "similarity" else k)
+    width = k if backend == "similarity" else max(k, codec.cfg["llm_neighbours"])
     nid, nscore = codec.search(decoded, width)
     texts = codec.dictionary[0]
     ids = list(ids) if ids is not None else list(range(len(decoded)))

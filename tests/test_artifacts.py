@@ -5,25 +5,16 @@ import pytest
 from semcomp.artifacts import atomic_write, staged_run
 
 
-def test_atomic_write_keeps_old_file_on_crash(tmp_path):
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_atomic_write_keeps_old_file_on_crash_or_ctrl_c(tmp_path, exc):
     path = tmp_path / "x.bin"
     path.write_bytes(b"old")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(exc):
         with atomic_write(path) as f:
             f.write(b"half of the new")
-            raise RuntimeError("crash")
+            raise exc
     assert path.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["x.bin"]  # no temp file left
-
-
-def test_atomic_write_keeps_old_file_on_ctrl_c(tmp_path):
-    path = tmp_path / "x.bin"
-    path.write_bytes(b"old")
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_write(path) as f:
-            f.write(b"new")
-            raise KeyboardInterrupt
-    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["x.bin"]
 
 
 def test_staged_run_replaces_whole_or_nothing(tmp_path):

@@ -5,8 +5,6 @@ import hashlib
 import json
 import logging
 import re
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
