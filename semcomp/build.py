@@ -8,6 +8,7 @@ import logging
 import platform
 import shutil
 import time
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -77,8 +78,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
     from .baselines import FaissCodec
-    from .codec import Codec, model_files
-    from .index import build_index, save_index
+    from .codec import Codec, closed_loop_encode, model_files
+    from .index import build_index, load_index, save_index, search
     from .vqvae import train_vqvae, usage
 
     root = Path(cfg["artifacts_dir"])
@@ -98,6 +99,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
         embedder = Embedder(cfg["sbert_model"], cfg["device"], cache, cfg["embed_batch_size"],
                             backend=cfg["embed_backend"])
         emb = embedder.encode(dict_s + test_s, show_progress_bar=cfg["show_progress_bar"])
+    cfg = {**cfg, "embed_backend": embedder.backend}  # the manifest records what 'auto' chose
     dict_e, test_e = emb[: len(dict_s)], emb[len(dict_s):]
 
     def epoch_log(row: dict[str, Any]) -> None:
@@ -126,19 +128,21 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
             write_json(model_dir / "history.json", history)  # last: marks the cached model complete
 
     with staged_run(root) as stage:
-        with timer("encode"):
-            for name in files:
-                shutil.copyfile(model_dir / name, stage / name)
-            fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
-            test_codes = model.encode(test_e)
-            write_codes(stage / "test.scz", test_codes, bits, fingerprint)
-            decoded = model.decode(test_codes)
         with timer("index"):
             if not index_file.exists():
                 index = build_index(dict_e, cfg["index_factory"].format(pq_M=cfg["pq_M"]),
                                     cfg["index_opq_iterations"])
                 save_index(index, index_file)
+            index = load_index(index_file)
             shutil.copyfile(index_file, stage / "index.faiss")
+        with timer("encode"):
+            for name in files:
+                shutil.copyfile(model_dir / name, stage / name)
+            fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
+            test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"], partial(
+                search, index, dict_e, candidates=cfg["search_k"], nprobe=cfg["search_nprobe"]), dict_e)
+            write_codes(stage / "test.scz", test_codes, bits, fingerprint)
+            decoded = model.decode(test_codes)
         with timer("write"):
             _write_lines(stage / "dictionary.txt", dict_s)
             _write_lines(stage / "test.txt", test_s)

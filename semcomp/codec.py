@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -16,7 +16,34 @@ MODEL_FILES = {"vqvae": ["vqvae.safetensors", "vqvae.json"], "faiss": ["quantize
 
 def model_files(quantizer: str) -> list[str]:
     return MODEL_FILES["vqvae" if quantizer == "vqvae" else "faiss"]
+
+
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
+
+
+Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+
+
+def closed_loop_encode(model: Any, x: np.ndarray, n: int, search: Search, dict_emb: np.ndarray,
+                       chunk: int = 1024) -> np.ndarray:
+    """Codes chosen by analysis-by-synthesis against the dictionary the decoder will search.
+
+    Many codes decode to nearly the same vector; which of them lands nearest the right sentence is
+    luck unless the encoder checks. The encoder knows the original, so among the beam's n least-
+    distortion codes it keeps the one whose decoded vector's top dictionary hit is closest to the
+    original (ties: least distortion). Decoders need nothing new.
+    """
+    if n <= 1 or not hasattr(model, "candidates") or not len(x):
+        return model.encode(x)
+    out = []
+    for i in range(0, len(x), chunk):                                # bounds the n-fold decode
+        xi = np.asarray(x[i:i + chunk], np.float32)
+        cand = model.candidates(xi, n)                               # (rows, n, K), best first
+        rows, width, k = cand.shape
+        hit, _ = search(model.decode(cand.reshape(-1, k)), 1)
+        score = np.einsum("rnd,rd->rn", dict_emb[hit.reshape(rows, width)], xi)
+        out.append(cand[np.arange(rows), score.argmax(1)])           # argmax: first of equals
+    return np.concatenate(out)
 
 
 class Codec:
@@ -37,7 +64,9 @@ class Codec:
         merged = dict(manifest["config"])
         if cfg:
             # The model's own shape and embedding model come from the run that trained it.
-            merged.update({k: v for k, v in cfg.items() if k.startswith(("llm_", "search_", "show_", "device", "embed_"))})
+            merged.update({k: v for k, v in cfg.items()
+                           if k.startswith(("llm_", "search_", "show_", "device", "embed_", "encode_"))
+                           and not (k == "embed_backend" and v == "auto")})  # auto: the run's own
         return cls(model, merged, Path(artifacts_dir), manifest)
 
     @staticmethod
@@ -67,14 +96,20 @@ class Codec:
         """float32 (n, 384), unit norm."""
         return self.embedder.encode(list(texts), show_progress_bar=show_progress_bar)
 
-    def encode(self, texts_or_embeddings: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Integer codes (n, num_codebooks) from texts or from their embeddings."""
+    def encode(self, texts_or_embeddings: Sequence[str] | np.ndarray, closed_loop: bool = True) -> np.ndarray:
+        """Integer codes (n, num_codebooks) from texts or from their embeddings.
+
+        closed_loop: pick codes against this codec's dictionary (see `closed_loop_encode`);
+        False gives the quantiser's own least-distortion codes."""
         x = texts_or_embeddings
         if not isinstance(x, np.ndarray):
             x = self.embed(list(x))
         if x.ndim != 2 or x.shape[1] != self.model.input_dim:
             raise ValueError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
-        return self.model.encode(x)
+        if not closed_loop:
+            return self.model.encode(x)
+        return closed_loop_encode(self.model, x, self.cfg.get("encode_candidates", 1), self.search,
+                                  self.dictionary[1])
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """float32 (n, 384), unit norm: the decoded embeddings."""
@@ -87,7 +122,7 @@ class Codec:
 
         verify(self.dir, self.manifest, DICTIONARY_FILES)
         texts = (self.dir / "dictionary.txt").read_text(encoding="utf-8").split("\n")
-        emb = np.load(self.dir / "dictionary.npy")
+        emb = np.load(self.dir / "dictionary.npy", mmap_mode="r")  # paged in as searches touch it
         if len(texts) != len(emb):
             raise ArtifactError("dictionary.txt and dictionary.npy disagree: re-run `python pipeline.py`")
         return texts, emb, load_index(self.dir / "index.faiss")
@@ -97,7 +132,7 @@ class Codec:
         from .index import search
 
         _, dict_emb, index = self.dictionary
-        return search(index, dict_emb, emb, k, self.cfg["search_k"])
+        return search(index, dict_emb, emb, k, self.cfg["search_k"], self.cfg.get("search_nprobe", 16))
 
     def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
                     originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:

@@ -79,14 +79,32 @@ def load_sbert(name: str = DEFAULT_MODEL, device: str = "cpu") -> Any:
     return SentenceTransformer(str(packaged_model_dir()), device=device)
 
 
+def resolve_backend(backend: str, model: str, device: str) -> str:
+    """'auto': the int8 ONNX graph where it exists (the packaged model) and the CPU runs it; torch
+    elsewhere (other models, CUDA). bench/onnx_embed.py measured int8 at mean cosine 0.994 to torch."""
+    if backend != "auto":
+        return backend
+    packaged = model.split("/")[-1] == DEFAULT_MODEL.split("/")[-1]
+    return "onnx-int8" if packaged and resolve_device(device) == "cpu" else "torch"
+
+
 @lru_cache(maxsize=2)
 def _onnx_encoder(folder: str, int8: bool) -> Any:
-    """ONNX Runtime encoder, exported from the packaged weights on first use (seconds)."""
-    from .onnx_embed import OnnxEncoder, export_onnx
+    """ONNX Runtime encoder, exported from the packaged weights on first use (~9 s)."""
+    from .onnx_embed import OnnxEncoder
 
     path = Path(folder) / ("model-int8.onnx" if int8 else "model.onnx")
     if not path.exists():
-        export_onnx(path, quantize=int8)
+        # In a child process: export and quantisation peak at 1.3 GB that this process would keep.
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "semcomp.onnx_embed", str(path)] + (["--int8"] if int8 else [])
+        done = subprocess.run(cmd, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parents[1])
+        if done.returncode != 0 or not path.exists():
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelError(f"ONNX export failed ({last}); use --set embed_backend=torch")
     return OnnxEncoder(path)
 
 
@@ -134,7 +152,7 @@ class Embedder:
     def __init__(self, model: str = DEFAULT_MODEL, device: str = "cpu", cache_dir: str | Path | None = None,
                  batch_size: int = 32, backend: str = "torch"):
         self.model_name, self.device, self.batch_size = model, resolve_device(device), batch_size
-        self.backend = backend
+        self.backend = backend = resolve_backend(backend, model, device)
         if backend != "torch" and model.split("/")[-1] != DEFAULT_MODEL.split("/")[-1]:
             raise ModelError(f"embed_backend {backend!r} is built from the packaged {DEFAULT_MODEL} only")
         self.onnx_dir = Path(cache_dir or ".") / "onnx"

@@ -14,6 +14,7 @@ from . import baselines, metrics
 from .artifacts import ArtifactError, verify
 from .codec import Codec
 from .codes import read_codes
+from .embed import Embedder
 
 log = logging.getLogger("semcomp")
 RUN_FILES = ["test.scz", "test.txt", "test.npy", "dictionary.txt", "dictionary.npy", "history.json"]
@@ -84,10 +85,17 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
                            "stsb_spearman": stsb.get(name)}
 
     # Text: each decoded method, the ceiling (search with the uncompressed embedding) and the floor.
+    # Text is scored with the reference PyTorch SBERT whatever runtime the run embedded with, so
+    # these figures compare across runtimes (int8 ONNX is cosine 0.994 to it, not 1.000).
+    ref_embed = codec.embed
+    if codec.embedder.backend != "torch":
+        ref_embed = Embedder(codec.cfg["sbert_model"], codec.cfg["device"], root / "cache",
+                             codec.cfg["embed_batch_size"], backend="torch").encode
+    text_e = ref_embed(test_texts)
     ids = [r["id"] for r in records]
     refs = [test_texts[i] for i in ids]
-    ref_e = test_e[ids]
-    ceil_ids, _ = codec.search(ref_e, 1)
+    ref_e = text_e[ids]
+    ceil_ids, _ = codec.search(test_e[ids], 1)
     rng = random.Random(cfg["seed"])
     by_method: dict[str, list[dict[str, Any]]] = {}  # an LLM run can mix llm:* and fallback records
     for r in records:
@@ -98,12 +106,12 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     _, bert_used = metrics.bertscorer(bert_model)
 
     def score(hyps: list[str], refs_: list[str], ref_e_: np.ndarray) -> dict[str, float]:
-        return metrics.text_metrics(hyps, refs_, codec.embed(hyps), ref_e_, bert_model, bert_base)
+        return metrics.text_metrics(hyps, refs_, ref_embed(hyps), ref_e_, bert_model, bert_base)
 
     reconstruction = {}
     for meth, recs in by_method.items():
         rid = [r["id"] for r in recs]
-        reconstruction[meth] = score([r["reconstruction"] for r in recs], [test_texts[i] for i in rid], test_e[rid])
+        reconstruction[meth] = score([r["reconstruction"] for r in recs], [test_texts[i] for i in rid], text_e[rid])
     identical = score(refs[:200], refs[:200], ref_e[:200])
 
     # Compression, from the actual files.
@@ -134,6 +142,7 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
         "floor": score(floor, refs, ref_e),
         "identical": identical,
         "baselines": base_rows,
+        "embed_backend": codec.embedder.backend,
         "bertscore_model": bert_used,
         "bertscore_baseline_f1": bert_base,
         "fingerprint": m["fingerprint"],

@@ -276,3 +276,13 @@ class OnnxEncoder:
             # torch.nn.functional.normalize's eps, as sentence-transformers' Normalize module uses.
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+
+if __name__ == "__main__":  # the child process semcomp.embed runs the export in
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Export all-MiniLM-L6-v2 to ONNX from the packaged weights.")
+    ap.add_argument("path", help="the .onnx file to write")
+    ap.add_argument("--int8", action="store_true", help="dynamic int8 recipe")
+    a = ap.parse_args()
+    export_onnx(a.path, quantize=a.int8)

@@ -72,7 +72,7 @@ class ResidualVQ(nn.Module):
                 resid = resid - self.codebooks[i][torch.cdist(resid, self.codebooks[i]).argmin(1)]
 
     @torch.no_grad()
-    def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int) -> None:
+    def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int, dim_steps: int = 10) -> None:
         """Codebooks from FAISS's residual quantiser training (progressive-dimension k-means on the
         beam's residuals): it generalises better than greedy level-by-level k-means on small sets."""
         import faiss
@@ -80,22 +80,28 @@ class ResidualVQ(nn.Module):
         q = faiss.ResidualQuantizer(self.sub, self.k, int(math.log2(self.n)))
         q.max_beam_size = beam
         q.cp.seed = seed
+        q.cp.progressive_dim_steps = dim_steps
         q.cp.min_points_per_centroid = 1  # small corpora are fine; silences FAISS's warning
         q.train(np.ascontiguousarray(z.cpu().numpy(), dtype=np.float32))
         self.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(q.codebooks)).view(self.k, self.n, self.sub))
 
     @torch.no_grad()
-    def encode(self, z: torch.Tensor, beam: int = 8, chunk: int = 1024) -> torch.Tensor:
-        """Codes (n, K). Residual mode: beam search on ||z - sum_k C_k[c_k]||^2."""
+    def encode(self, z: torch.Tensor, beam: int = 8, chunk: int = 1024, keep: int = 0) -> torch.Tensor:
+        """Codes (n, K); with keep > 0 the beam's `keep` best (n, keep, K), least distortion first.
+        Residual mode: beam search on ||z - sum_k C_k[c_k]||^2."""
         if self.mode == "product":
-            return torch.stack([torch.cdist(p, cb).argmin(1) for p, cb in zip(self._parts(z), self.codebooks)], 1)
+            codes = torch.stack([torch.cdist(p, cb).argmin(1) for p, cb in zip(self._parts(z), self.codebooks)], 1)
+            return codes[:, None] if keep else codes
         cb = self.codebooks
         # ||z - sum_j c_j||^2 expands into <z, c> terms, codebook norms and codebook-codebook inner
         # products; precomputing the last two makes each beam step a gather instead of a matmul.
         norms = (cb * cb).sum(-1)                                   # (K, N)
         cross = torch.einsum("jad,kbd->jkab", cb, cb)               # (K, K, N, N)
-        return torch.cat([self._beam(z[i:i + chunk], beam, norms, cross) for i in range(0, len(z), chunk)]) \
-            if len(z) else torch.zeros(0, self.k, dtype=torch.long)
+        beam = max(beam, keep)
+        if not len(z):
+            return torch.zeros((0, keep, self.k) if keep else (0, self.k), dtype=torch.long)
+        out = torch.cat([self._beam(z[i:i + chunk], beam, norms, cross) for i in range(0, len(z), chunk)])
+        return out[:, :keep] if keep else out[:, 0]
 
     def _beam(self, z: torch.Tensor, beam: int, norms: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         n = len(z)
@@ -110,7 +116,7 @@ class ResidualVQ(nn.Module):
             dist, flat = cand.reshape(n, -1).topk(b, dim=1, largest=False, sorted=True)
             parent, entry = flat // self.n, flat % self.n
             codes = torch.cat([torch.gather(codes, 1, parent[:, :, None].expand(-1, -1, k)), entry[:, :, None]], 2)
-        return codes[:, 0]
+        return codes  # (n, beam, K), sorted by distortion
 
     def lookup(self, codes: torch.Tensor, codebooks: torch.Tensor | None = None) -> torch.Tensor:
         cb = self.codebooks if codebooks is None else codebooks
@@ -173,6 +179,13 @@ class VQVAE(nn.Module):
         self.eval()
         z = self.encoder(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
         return self.vq.encode(z, self.shape["beam"]).numpy().astype(np.int64)
+
+    @torch.no_grad()
+    def candidates(self, x: np.ndarray, n: int) -> np.ndarray:
+        """The beam's n lowest-distortion codes for each row, (rows, n, K), best first."""
+        self.eval()
+        z = self.encoder(torch.from_numpy(np.ascontiguousarray(x, np.float32)))
+        return self.vq.encode(z, self.shape["beam"], keep=n).numpy().astype(np.int64)
 
     @torch.no_grad()
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -239,7 +252,7 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
         model.decoder.linear.weight.copy_(model.encoder.weight.t())
         z = model.encoder(xt)
         if cfg["vqvae_quantization"] == "residual" and cfg.get("vqvae_init", "faiss_rq") == "faiss_rq":
-            model.vq.faiss_rq_init(z, cfg.get("vqvae_train_beam", beam), seed)
+            model.vq.faiss_rq_init(z, cfg.get("vqvae_train_beam", beam), seed, cfg.get("vqvae_init_steps", 10))
         else:
             model.vq.kmeans_init(z, seed)
         codes = model.vq.encode(z, beam)

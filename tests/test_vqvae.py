@@ -103,3 +103,38 @@ def test_variants_train(overrides):
     codes = model.encode(x)
     assert codes.shape == (400, model.vq.k)
     assert (model.decode(codes) * x).sum(1).mean() > 0.5
+
+
+def test_candidates_sorted_by_distortion_and_led_by_the_plain_code(trained):
+    x, model, _ = trained
+    cand = model.candidates(x[:40], 6)
+    assert cand.shape == (40, 6, K)
+    np.testing.assert_array_equal(cand[:, 0], model.encode(x[:40]))  # same beam: max(8, 6)
+    z = torch.from_numpy(x[:40])
+    err = torch.stack([((z - model.vq.lookup(torch.from_numpy(cand[:, j]))) ** 2).sum(1) for j in range(6)], 1)
+    assert (err[:, 1:] >= err[:, :-1] - 1e-5).all()
+    assert len({tuple(r) for r in cand[0]}) == 6  # distinct codes
+
+
+def test_closed_loop_picks_the_candidate_whose_hit_is_closest_to_the_original():
+    from semcomp.codec import closed_loop_encode
+
+    class Toy:  # three candidate codes that decode onto three dictionary directions
+        def candidates(self, x, n):
+            return np.tile(np.arange(3)[None, :n, None], (len(x), 1, 1))
+
+        def encode(self, x):
+            return np.zeros((len(x), 1), np.int64)
+
+        def decode(self, codes):
+            return np.eye(3, dtype=np.float32)[codes[:, 0]]
+
+    dictionary = np.eye(3, dtype=np.float32)
+
+    def search(q, k):
+        return np.argmax(q @ dictionary.T, 1)[:, None], None
+
+    x = np.array([[0.2, 0.1, 0.97], [0.9, 0.3, 0.1], [0.5, 0.5, 0.1]], np.float32)
+    got = closed_loop_encode(Toy(), x, 3, search, dictionary)
+    np.testing.assert_array_equal(got[:, 0], [2, 0, 0])  # ties go to the least-distortion candidate
+    np.testing.assert_array_equal(closed_loop_encode(Toy(), x, 1, search, dictionary), Toy().encode(x))
