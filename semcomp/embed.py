@@ -155,7 +155,9 @@ class Embedder:
         self.backend = backend = resolve_backend(backend, model, device)
         if backend != "torch" and model.split("/")[-1] != DEFAULT_MODEL.split("/")[-1]:
             raise ModelError(f"embed_backend {backend!r} is built from the packaged {DEFAULT_MODEL} only")
-        self.onnx_dir = Path(cache_dir or ".") / "onnx"
+        # Without a cache folder the export goes where other model caches live, not into the cwd.
+        xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "semcomp"
+        self.onnx_dir = Path(cache_dir or xdg) / "onnx"
         # int8 embeddings differ slightly from fp32 ones, so each runtime has its own cache
         self.cache = EmbeddingCache(cache_dir, model + ("" if backend == "torch" else f"@{backend}")) \
             if cache_dir else None

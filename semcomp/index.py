@@ -20,14 +20,25 @@ def no_polysemous(index: faiss.Index) -> None:
         base.do_polysemous_training = False
 
 
-def build_index(emb: np.ndarray, factory: str, opq_iterations: int = 10, max_train: int = 100_000,
+def _rows(emb: np.ndarray | str | Path, rows: slice | np.ndarray) -> np.ndarray:
+    """Rows of an array, or of an .npy file through a memmap opened for this read only (a mapping
+    kept open would count every page read so far in the process's RSS)."""
+    if isinstance(emb, (str, Path)):
+        mm = np.load(emb, mmap_mode="r")
+        out = np.ascontiguousarray(mm[rows], np.float32)
+        del mm
+        return out
+    return np.ascontiguousarray(emb[rows], np.float32)
+
+
+def build_index(emb: np.ndarray | str | Path, factory: str, opq_iterations: int = 10, max_train: int = 100_000,
                 chunk: int = 65_536, seed: int = 0) -> faiss.Index:
     """Train and fill an inner-product index (cosine, as embeddings are unit norm).
 
-    `emb` may be a np.memmap of any size: training sees a random sample of at most `max_train`
-    rows and the vectors are added `chunk` rows at a time, so memory does not grow with the corpus.
+    `emb` may be an array or an .npy file of any size: training sees a random sample of at most
+    `max_train` rows and the vectors are added `chunk` rows at a time, so memory stays bounded.
     """
-    n, d = emb.shape
+    n, d = np.load(emb, mmap_mode="r").shape if isinstance(emb, (str, Path)) else emb.shape
     index = faiss.index_factory(d, factory, faiss.METRIC_INNER_PRODUCT)
     if isinstance(index, faiss.IndexPreTransform):
         for i in range(index.chain.size()):
@@ -41,9 +52,9 @@ def build_index(emb: np.ndarray, factory: str, opq_iterations: int = 10, max_tra
     no_polysemous(index)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(seed).choice(n, max_train, replace=False)) if n > max_train else slice(None)
-        index.train(np.ascontiguousarray(emb[rows], np.float32))
+        index.train(_rows(emb, rows))
     for i in range(0, n, chunk):
-        index.add(np.ascontiguousarray(emb[i:i + chunk], np.float32))
+        index.add(_rows(emb, slice(i, i + chunk)))
     return index
 
 

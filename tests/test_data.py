@@ -45,6 +45,12 @@ def test_real_wikitext_sentences_read_as_english():
         assert artefact not in text
 
 
+def test_parallel_segmentation_matches_serial():
+    lines = load_paragraphs(load_config(None, [f"data_dir={RAW}", "dataset_split=validation"]))[:3000]
+    serial = split_sentences(lines, workers=1)
+    assert len(serial) > 1000 and split_sentences(lines, workers=2) == serial  # same order, same dedupe
+
+
 def test_sample_split_is_disjoint_and_seeded():
     sents = [f"Sentence number {i} is here." for i in range(1000)]
     d1, t1 = sample_split(sents, 500, 0.1, seed=3)

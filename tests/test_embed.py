@@ -29,3 +29,11 @@ def test_onnx_int8_backend_through_embedder(tmp_path):
     int8_e = Embedder(cache_dir=tmp_path, backend="onnx-int8").encode(SENTS)
     assert (tmp_path / "onnx" / "model-int8.onnx").exists()
     assert float((torch_e * int8_e).sum(1).min()) > 0.98
+
+
+def test_auto_backend_is_int8_onnx_only_for_the_packaged_model_on_cpu():
+    from semcomp.embed import resolve_backend
+
+    assert resolve_backend("auto", "sentence-transformers/all-MiniLM-L6-v2", "cpu") == "onnx-int8"
+    assert resolve_backend("auto", "sentence-transformers/all-mpnet-base-v2", "cpu") == "torch"
+    assert resolve_backend("torch", "sentence-transformers/all-MiniLM-L6-v2", "cpu") == "torch"
