@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "n_sentences": len(texts), "n_calibration": len(calib), "calibration_overlap": overlap,
         "seed": args.seed, "repeats": args.repeats, "batch_size": args.batch_size,
-        "ort_threads": args.threads or oe._cores(), "torch_threads": torch.get_num_threads(),
+        "ort_threads": args.threads or oe.cores(), "torch_threads": torch.get_num_threads(),
         "loadavg_before": load_before, "loadavg_after": load_after,
         "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},

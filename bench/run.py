@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -17,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from semcomp import cli  # noqa: E402
+from semcomp.data import cores  # noqa: E402
 
 
 def peak_rss_mb_children() -> float:
@@ -84,7 +84,7 @@ def run() -> int:
         "peak_rss_mb <= 2000": rows["peak_rss_mb"] <= 2000,
     }
     setup = {"embed_backend": m["config"]["embed_backend"], "cold": "empty artifacts folder: ONNX export, "
-             "segmentation, embedding, training and index all included", "cpus": len(os.sched_getaffinity(0))}
+             "segmentation, embedding, training and index all included", "cpus": cores()}
     (out / "bench.json").write_text(json.dumps({"rows": rows, "targets": targets, "setup": setup}, indent=2))
     md = [f"embed_backend {setup['embed_backend']}; cold = {setup['cold']}; {setup['cpus']} cores", "",
           "| measure | value |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in rows.items()]

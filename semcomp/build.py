@@ -8,7 +8,6 @@ import logging
 import platform
 import shutil
 import time
-from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -79,7 +78,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
     from .baselines import FaissCodec
     from .codec import Codec, closed_loop_encode, model_files
-    from .index import build_index, load_index, save_index, search
+    from .index import build_index, dictionary_search, load_index, save_index
     from .vqvae import train_vqvae, usage
 
     root = Path(cfg["artifacts_dir"])
@@ -139,8 +138,8 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
             for name in files:
                 shutil.copyfile(model_dir / name, stage / name)
             fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
-            test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"], partial(
-                search, index, dict_e, candidates=cfg["search_k"], nprobe=cfg["search_nprobe"]), dict_e)
+            test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"],
+                                            dictionary_search(index, dict_e, cfg), dict_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)
         with timer("write"):

@@ -129,10 +129,10 @@ class Codec:
 
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k dictionary ids and exact cosines for each query embedding."""
-        from .index import search
+        from .index import dictionary_search
 
         _, dict_emb, index = self.dictionary
-        return search(index, dict_emb, emb, k, self.cfg["search_k"], self.cfg.get("search_nprobe", 16))
+        return dictionary_search(index, dict_emb, self.cfg)(emb, k)
 
     def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
                     originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:

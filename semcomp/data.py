@@ -53,6 +53,14 @@ def is_sentence(s: str, min_words: int = 4) -> bool:
     )
 
 
+def cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than cpu_count())."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _segment(paragraphs: list[str]) -> list[str]:
     seg = _segmenter()
     return [s for para in paragraphs for s in (x.strip() for x in seg.segment(detokenize(para))) if is_sentence(s)]
@@ -64,8 +72,7 @@ def split_sentences(paragraphs: Iterable[str], workers: int | None = None) -> li
     pysbd is pure Python and the slowest step besides the models (11 s for WikiText-2 validation+test),
     so large inputs are segmented by one process per core."""
     paras = [p for p in paragraphs if p.strip() and not _HEADING.match(p)]
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = workers or cores()
     if workers > 1 and len(paras) >= 2000 and "fork" in multiprocessing.get_all_start_methods():
         from concurrent.futures import ProcessPoolExecutor
 

@@ -1,7 +1,9 @@
 """The dictionary: sentences, their exact embeddings and a FAISS (OPQ+PQ by default) index."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import faiss
 import numpy as np
@@ -65,6 +67,12 @@ def save_index(index: faiss.Index, path: str | Path) -> None:
 
 def load_index(path: str | Path) -> faiss.Index:
     return faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
+
+
+def dictionary_search(index: faiss.Index, dict_emb: np.ndarray, cfg: dict[str, Any]
+                      ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    """`search` with the config's re-rank depth and nprobe: (queries, k) -> (ids, scores)."""
+    return partial(search, index, dict_emb, candidates=cfg["search_k"], nprobe=cfg.get("search_nprobe", 16))
 
 
 def search(index: faiss.Index, dict_emb: np.ndarray, queries: np.ndarray, k: int, candidates: int,

@@ -18,20 +18,13 @@ from typing import Iterator
 
 import numpy as np
 
+from .data import cores
 from .embed import ModelError, packaged_model_dir
 
 DIM = 384
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2; tokenizer.json itself says 128
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
-
-
-def _cores() -> int:
-    # The cores this process may run on (a container or taskset may allow fewer than cpu_count()).
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @contextlib.contextmanager
@@ -242,7 +235,7 @@ class OnnxEncoder:
 
         opts = ort.SessionOptions()
         # One batch at a time: all cores go to the GEMMs inside it, none to a second op pool.
-        opts.intra_op_num_threads = threads or _cores()
+        opts.intra_op_num_threads = threads or cores()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
