@@ -8,33 +8,57 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
-from semcomp import cli
-from semcomp.reconstruct import LLM_BACKENDS
+# FAISS's k-means makes many tiny BLAS calls; OpenBLAS's spinning worker threads made OPQ training
+# 3x slower on 2 busy cores (measured): one BLAS thread unless the user says otherwise. Set before
+# numpy loads OpenBLAS, and here rather than in the library, which must not change its importer's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from semcomp import cli  # noqa: E402
+from semcomp.errors import UsageError
+from semcomp.llm import KEY_ENV
+from semcomp.reconstruct import BACKEND_ENV, DECODE_BACKENDS, choose_backend
+
+LLM_FAILED = 3  # exit code: the records are written, but the LLM part failed (see llm_failure)
+EPILOG = f"""LLM decoding keys (--set KEY=VALUE; --backend llm means llm_backend):
+{cli.config_keys("llm_")}
+
+environment:
+  {BACKEND_ENV}  the default for --backend ({", ".join(DECODE_BACKENDS)})
+  {", ".join(KEY_ENV.values())}  API keys, read from here only
+
+exit codes: 0 done; 1 missing, foreign or mismatched artifacts or codes; 2 bad arguments, config
+or API key; {LLM_FAILED} records written, but the LLM part failed (server unreachable, or no item
+got an LLM answer) and the items hold their similarity fallback"""
 
 
 def run() -> int:
-    p = cli.parser(__doc__.splitlines()[0])
+    p = cli.parser(__doc__.splitlines()[0], set_example="llm_base_url=http://localhost:11434/v1", epilog=EPILOG)
     p.add_argument("--codes", help="codes file (default: ARTIFACTS/test.scz, the held-out split)")
-    p.add_argument("--backend", choices=("similarity", *LLM_BACKENDS), default=None,
-                   help="similarity (default) or an LLM; env SEMANTIC_RECON_BACKEND also sets it")
+    p.add_argument("--backend", choices=DECODE_BACKENDS, default=None,
+                   help=f"similarity (default), llm (the config's llm_backend) or an LLM by name; "
+                        f"env {BACKEND_ENV} sets the default")
     p.add_argument("-k", type=int, default=5, help="neighbours kept per record (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N codes")
-    p.add_argument("-o", "--output", help="JSONL to write (default: ARTIFACTS/reconstructions.jsonl "
-                                          "for the test codes, CODES.jsonl otherwise)")
+    p.add_argument("-o", "--output", help="JSONL to write (default: ARTIFACTS/reconstructions.jsonl for the test "
+                                          "codes, CODES.jsonl otherwise; NAME.partial.jsonl when --limit "
+                                          "leaves codes out)")
     args = p.parse_args()
     cfg = cli.config_from(args)
-    backend = args.backend or os.environ.get("SEMANTIC_RECON_BACKEND") or "similarity"
-    if backend not in ("similarity", *LLM_BACKENDS):
-        raise cli.ConfigError(f"SEMANTIC_RECON_BACKEND={backend!r}: use similarity, {', '.join(LLM_BACKENDS)}")
+    backend = choose_backend(args.backend, cfg["llm_backend"])
+    # Checked before any work: the library would fail on these deep inside, with a traceback.
     if args.limit is not None and args.limit < 1:
-        raise cli.ConfigError("--limit must be at least 1")
+        raise UsageError("--limit must be at least 1")
+    if args.k < 1:
+        raise UsageError("-k must be at least 1")
 
     from semcomp import Codec
     from semcomp.artifacts import atomic_write, verify
-    from semcomp.codes import read_codes
+    from semcomp.codes import code_shape, read_codes
+    from semcomp.llm import llm_failure
 
     root = Path(cfg["artifacts_dir"])
     codec = Codec.load(root, cfg)
@@ -43,9 +67,12 @@ def run() -> int:
     if not args.codes:
         verify(root, codec.manifest, ["test.scz", "test.txt"])
         originals = (root / "test.txt").read_text(encoding="utf-8").split("\n")
-    codes = read_codes(codes_path, expect_fingerprint=codec.fingerprint).codes[: args.limit]
-    out = Path(args.output) if args.output else (
-        root / "reconstructions.jsonl" if not args.codes else codes_path.with_suffix(".jsonl"))
+    every = read_codes(codes_path, expect_fingerprint=codec.fingerprint, expect_shape=code_shape(codec.model)).codes
+    codes = every[: args.limit]
+    full_out = root / "reconstructions.jsonl" if not args.codes else codes_path.with_suffix(".jsonl")
+    # A partial run must not replace the full file (evaluate.py reads ARTIFACTS/reconstructions.jsonl).
+    partial = len(codes) < len(every) and not args.output
+    out = Path(args.output) if args.output else full_out.with_suffix(".partial.jsonl") if partial else full_out
 
     t = time.perf_counter()
     records = codec.reconstruct(codes, backend=backend, k=args.k,
@@ -65,6 +92,12 @@ def run() -> int:
     fell_back = sum(1 for r in records if r.get("fallback_reason"))
     print(f"{len(records)} records ({backend}, {len(records) / max(elapsed, 1e-9):.0f}/s"
           f"{f', {fell_back} fell back to similarity' if fell_back else ''}) -> {out}")
+    if partial:
+        print(f"partial run ({len(codes)} of {len(every)} codes): {full_out} left as it was")
+    failure = llm_failure(records) if backend != "similarity" else None
+    if failure:
+        print(f"error: LLM decoding failed: {failure}", file=sys.stderr)
+        return LLM_FAILED
     return 0
 
 

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 
-from semcomp import cli
+# FAISS's k-means makes many tiny BLAS calls; OpenBLAS's spinning worker threads made OPQ training
+# 3x slower on 2 busy cores (measured): one BLAS thread unless the user says otherwise. Set before
+# numpy loads OpenBLAS, and here rather than in the library, which must not change its importer's.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+from semcomp import cli  # noqa: E402
 
 log = logging.getLogger("semcomp")
 
@@ -26,7 +33,9 @@ def run() -> int:
         from semcomp import Codec
         from semcomp.build import compress
 
-        out = args.output or args.compress.rstrip("/") + ".scz"
+        src = Path(args.compress)  # notes.txt -> notes.scz; a folder -> its name + .scz, beside it
+        out = args.output or str(src.with_suffix(".scz") if src.is_file() and src.suffix != ".scz"
+                                 else src.resolve().with_name(src.resolve().name + ".scz"))
         codec = Codec.load(cfg["artifacts_dir"], cfg)
         stats = compress(codec, args.compress, out, cfg["show_progress_bar"])
         log.info("%d sentences -> %s: %d bytes (UTF-8 text: %d bytes)", stats["sentences"], out,

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from semcomp import cli  # noqa: E402
-from semcomp.data import cores  # noqa: E402
+from semcomp.util import cores  # noqa: E402
 
 
 def peak_rss_mb_children() -> float:
@@ -35,9 +35,13 @@ def run() -> int:
     p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for bench.json and bench.md")
     args = p.parse_args()
     cfg = cli.config_from(args)
+    # pipeline.py runs in the repository (cwd=ROOT), so paths given relative to the caller's folder
+    # are made absolute first; the last --set of a key wins.
     sets = sum((["--set", s] for s in args.set), [])
+    if cfg["data_dir"]:
+        sets += ["--set", f"data_dir={Path(cfg['data_dir']).resolve()}"]
     if args.config:
-        sets = ["--config", args.config, *sets]
+        sets = ["--config", str(Path(args.config).resolve()), *sets]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, float] = {}

@@ -9,7 +9,7 @@ only (plus the same --extra set for all of them when given). Metrics on the held
 plus, for the VQ-VAE, the least-used codebook's share of used entries (on the 9,000) and the
 training seconds (embedding time excluded).
 
-  python bench/vqvae_sweep.py --set vqvae_epochs=5 --out /tmp/vqvae_sweep/final   # the final table
+  python bench/vqvae_sweep.py --set vqvae_epochs=5 --out bench/results/vqvae_sweep/final   # the final table
   python bench/vqvae_sweep.py --bits 72 --only vqvae --set vqvae_lsq_iters=0   # one variant
 """
 from __future__ import annotations
@@ -29,6 +29,8 @@ from semcomp.config import load_config, parse_override  # noqa: E402
 from semcomp.data import sample_split  # noqa: E402
 
 SHAPES = {64: (8, 256), 72: (8, 512), 128: (16, 256)}  # bits -> (codebooks, entries)
+SHARED = ROOT.parent / "shared" / "data"
+WORK = ROOT / "bench" / "results" / "vqvae_sweep"
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -55,7 +57,24 @@ def load_sts(path: str, cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return e1, e2, score
 
 
+def ensure_corpus(args) -> None:
+    """The validation+test sentences and their PyTorch embeddings, made from --data-dir on first use."""
+    if Path(args.embeddings).exists() and Path(args.sentences).exists():
+        return
+    from semcomp.data import load_paragraphs, split_sentences
+    from semcomp.embed import Embedder
+
+    cfg = load_config(None, [f"data_dir={args.data_dir}", "dataset_split=validation+test"])
+    sents = split_sentences(load_paragraphs(cfg))
+    emb = Embedder(cache_dir=str(Path(args.cache) / "embed_cache")).encode(sents, show_progress_bar=True)
+    Path(args.sentences).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.sentences).write_text(json.dumps(sents))
+    Path(args.embeddings).parent.mkdir(parents=True, exist_ok=True)
+    np.save(args.embeddings, emb)
+
+
 def load_data(args) -> dict[str, np.ndarray]:
+    ensure_corpus(args)
     sents = json.loads(Path(args.sentences).read_text())
     emb = np.load(args.embeddings).astype(np.float32)
     row = {s: i for i, s in enumerate(sents)}
@@ -144,12 +163,15 @@ def markdown(rows: list[dict], raw_sts: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--embeddings", default="/tmp/emb/validtest.npy", help="(n, 384) unit-norm embeddings")
-    p.add_argument("--sentences", default="/tmp/emb/validtest.json", help="JSON list, same order as --embeddings")
+    p.add_argument("--embeddings", default=str(WORK / "validtest.npy"),
+                   help="(n, 384) unit-norm embeddings; made from --data-dir when missing")
+    p.add_argument("--sentences", default=str(WORK / "validtest.json"), help="JSON list, same order as --embeddings")
+    p.add_argument("--data-dir", default=str(SHARED / "wikitext-2-raw"),
+                   help="WikiText-2 raw folder the sentences and embeddings are made from")
     p.add_argument("--extra", default=None, help="optional extra training embeddings (.npy beside a .json of "
                    "sentences), given to every quantiser alike")
-    p.add_argument("--sts", default="/work/shared/data/stsb/sts-dev.csv", help="STS-B dev file")
-    p.add_argument("--cache", default="/tmp/vqvae_sweep", help="cache folder for STS embeddings")
+    p.add_argument("--sts", default=str(SHARED / "stsb" / "sts-dev.csv"), help="STS-B dev file")
+    p.add_argument("--cache", default=str(WORK), help="cache folder for embeddings")
     p.add_argument("--bits", type=int, nargs="+", default=[64, 72, 128], choices=sorted(SHAPES))
     p.add_argument("--only", nargs="+", default=["pq", "opq", "rq", "rqpd", "vqvae"],
                    choices=["pq", "opq", "rq", "rqpd", "vqvae"],

@@ -1,11 +1,5 @@
 """semcomp: store and send the meaning of text in a few bytes a sentence."""
-import os
-
-# FAISS's k-means makes many tiny BLAS calls; OpenBLAS's spinning worker threads made OPQ
-# training 3x slower on 2 busy cores (measured), so one BLAS thread unless the user says otherwise.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-from .config import load_config  # noqa: E402
+from .config import load_config
 
 __all__ = ["Codec", "load_config"]
 

@@ -9,11 +9,13 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from .errors import UserError
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class ArtifactError(RuntimeError):
+class ArtifactError(UserError, RuntimeError):
     """Missing, foreign or mixed-up artifacts: one line, naming the fix."""
 
 
@@ -95,7 +97,7 @@ def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:
 
 def verify(artifacts_dir: str | Path, manifest: dict[str, Any], names: list[str]) -> None:
     """Check named artifacts against the manifest's sha256 (mixed or edited runs are refused)."""
-    from .embed import sha256_file
+    from .util import sha256_file
 
     for name in names:
         path = Path(artifacts_dir) / name

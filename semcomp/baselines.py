@@ -8,9 +8,9 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .index import no_polysemous
+from .index import faiss_quiet, no_polysemous, too_few_points
 
-FAISS_KINDS = ("pq", "opq", "rq")
+FAISS_KINDS = ("pq", "opq", "rq")  # evaluate's default baselines; "lsq" (slow to train) on request
 
 
 @dataclass
@@ -19,6 +19,7 @@ class Quantizer:
     bits: int                                   # measured from the trained codec's code size
     encode: Callable[[np.ndarray], np.ndarray]  # (n, d) float32 -> (n, code_bytes) uint8
     decode: Callable[[np.ndarray], np.ndarray]  # codes -> (n, d) float32, unit norm
+    below_advice: bool = False                  # trained on fewer points than FAISS advises
 
     def roundtrip(self, x: np.ndarray) -> np.ndarray:
         return self.decode(self.encode(x))
@@ -36,34 +37,32 @@ def split_bits(bits: int, dim: int) -> tuple[int, int]:
     raise ValueError(f"cannot split {bits} bits into PQ sub-quantisers of a {dim}-d vector")
 
 
-def faiss_quantizer(kind: str, bits: int, train: np.ndarray, seed: int = 0, opq_iterations: int = 25,
-                    ) -> Quantizer:
-    """PQ, OPQ+PQ or residual quantiser (beam 8) with exactly `bits` bits per vector."""
-    d = train.shape[1]
-    m, nbits = split_bits(bits, d)
-    train = np.ascontiguousarray(train, np.float32)
-    if kind == "opq":
-        q = faiss.index_factory(d, f"OPQ{m},PQ{m}x{nbits}")
-        opq = faiss.downcast_VectorTransform(q.chain.at(0))
-        opq.niter = opq_iterations  # FAISS's default 50 costs minutes on 2 cores for ~0.002 cosine
-        no_polysemous(q)
-        q.train(train)
-        return Quantizer(f"opq-{bits}", q.sa_code_size() * 8,
-                         lambda x: q.sa_encode(np.ascontiguousarray(x, np.float32)),
-                         lambda c: _unit(q.sa_decode(c)))
-    if kind == "rq":
-        q = faiss.ResidualQuantizer(d, m, nbits)
-        q.max_beam_size = 8  # FAISS's default training (progressive-dimension k-means): its strongest RQ
-    elif kind == "pq":
-        q = faiss.ProductQuantizer(d, m, nbits)
+def faiss_quantizer(kind: str, bits: int, train: np.ndarray, seed: int = 0, cache_dir: str | Path | None = None,
+                    train_beam: int = 8) -> Quantizer:
+    """PQ, OPQ+PQ, residual (beam 8) or LSQ quantiser with exactly `bits` bits per vector, trained on
+    `train` (every row: FAISS's 256-points-a-centroid sampling cap is lifted); with `cache_dir`,
+    trained once per (kind, bits, seed, training vectors) and reloaded after."""
+    m, nbits = split_bits(bits, train.shape[1])
+    path = None
+    if cache_dir is not None:
+        import hashlib
+
+        h = hashlib.sha256(np.ascontiguousarray(train, np.float32).tobytes())
+        h.update(f"{kind}-{m}x{nbits}-{seed}-{train_beam}-v2".encode())
+        path = Path(cache_dir) / f"{kind}-{bits}-{h.hexdigest()[:16]}.faiss"
+    if path is not None and path.exists():
+        codec = FaissCodec(faiss.deserialize_index(np.fromfile(path, dtype=np.uint8)), kind, m, nbits)
     else:
-        raise ValueError(f"unknown baseline {kind!r}")
-    q.cp.seed = seed
-    q.cp.min_points_per_centroid = 1  # small training sets are fine; silences FAISS's warning
-    q.train(train)
-    return Quantizer(f"{kind}-{bits}", q.code_size * 8,
-                     lambda x: q.compute_codes(np.ascontiguousarray(x, np.float32)),
-                     lambda c: _unit(q.decode(c)))
+        codec = FaissCodec.train(kind, m, nbits, train, seed=seed, train_beam=train_beam)
+        if path is not None:
+            from .artifacts import atomic_write
+
+            with atomic_write(path) as f:
+                f.write(faiss.serialize_index(codec.index).tobytes())
+    if path is not None and codec.below_advice:
+        path.with_suffix(".below-advice").touch()  # remembered with the cached quantiser
+    below = codec.below_advice or (path is not None and path.with_suffix(".below-advice").exists())
+    return Quantizer(f"{kind}-{bits}", codec.index.sa_code_size() * 8, codec.encode, codec.decode, below)
 
 
 def sign_binary(dim: int) -> Quantizer:
@@ -82,7 +81,16 @@ def int8(train: np.ndarray) -> Quantizer:
                      lambda c: _unit(sq.decode(c)))
 
 
-FACTORY = {"pq": "PQ{m}x{b}", "opq": "OPQ{m},PQ{m}x{b}", "rq": "RQ{m}x{b}"}
+FACTORY = {"pq": "PQ{m}x{b}", "opq": "OPQ{m},PQ{m}x{b}", "rq": "RQ{m}x{b}", "lsq": "LSQ{m}x{b}"}
+
+
+def _clustering_params(index: faiss.Index) -> list:
+    base = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexPreTransform) else index
+    if isinstance(base, faiss.IndexPQ):
+        return [base.pq.cp]
+    if isinstance(base, faiss.IndexResidualQuantizer):
+        return [base.rq.cp]
+    return []  # LSQ runs its own k-means-free training
 
 
 class FaissCodec:
@@ -95,24 +103,70 @@ class FaissCodec:
     def __init__(self, index: faiss.Index, kind: str, num_codebooks: int, bits_per_code: int):
         self.index, self.kind = index, kind
         self.num_codebooks, self.bits_per_code, self.input_dim = num_codebooks, bits_per_code, index.d
+        self.below_advice = False
 
     @classmethod
     def train(cls, kind: str, num_codebooks: int, bits_per_code: int, x: np.ndarray,
-              opq_iterations: int = 25) -> "FaissCodec":
+              opq_iterations: int = 25, seed: int = 0, train_beam: int = 8) -> "FaissCodec":
         index = faiss.index_factory(x.shape[1], FACTORY[kind].format(m=num_codebooks, b=bits_per_code))
-        if kind == "rq":
-            index.rq.max_beam_size = 8
-            index.rq.cp.min_points_per_centroid = 1
+        if kind == "rq":  # beam 8: FAISS's strongest RQ; training with it costs n x beam x d floats
+            index.rq.max_beam_size = train_beam
+            if len(x) < 2 * x.shape[1]:  # progressive-dimension k-means needs more points than dimensions
+                index.rq.train_type = faiss.ResidualQuantizer.Train_default
         if kind == "opq":
+            # FAISS's default of 50 rotation updates costs minutes on 2 cores for ~0.002 cosine
             faiss.downcast_VectorTransform(index.chain.at(0)).niter = opq_iterations
-        index.train(np.ascontiguousarray(x, np.float32))
-        return cls(index, kind, num_codebooks, bits_per_code)
+            no_polysemous(index)
+        for cp in _clustering_params(index):
+            cp.seed = seed
+            cp.min_points_per_centroid = 1        # small training sets are fine; no warning per call
+            cp.max_points_per_centroid = 1 << 20  # and large ones are used whole, not sampled
+        with faiss_quiet() as lines:
+            index.train(np.ascontiguousarray(x, np.float32))
+        if kind == "rq":
+            index.rq.max_beam_size = 8  # encoding
+        codec = cls(index, kind, num_codebooks, bits_per_code)
+        codec.below_advice = too_few_points(lines)
+        return codec
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         packed = self.index.sa_encode(np.ascontiguousarray(x, np.float32))
         k, b = self.num_codebooks, self.bits_per_code
         bits = np.unpackbits(packed, axis=1, bitorder="little")[:, :k * b].reshape(len(packed), k, b)
         return (bits.astype(np.int64) << np.arange(b)).sum(-1)
+
+    def candidates(self, x: np.ndarray, n: int) -> np.ndarray:
+        """The n lowest-distortion codes of each row, (rows, n, K), best first: a beam search over
+        the K codebooks (RQ: our beam encoder on FAISS's codebooks; PQ, OPQ, LSQ-free: sub-quantiser
+        distances add up independently, so a beam of width n is exact)."""
+        x = np.ascontiguousarray(x, np.float32)
+        if n <= 1 or self.kind == "lsq":  # LSQ's encoder is an ICM search with no ranked list
+            return self.encode(x)[:, None]
+        k, size = self.num_codebooks, 1 << self.bits_per_code
+        if self.kind == "rq":
+            import torch
+
+            from .vqvae import ResidualVQ
+
+            rvq = ResidualVQ(self.input_dim, k, size)
+            rvq.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(self.index.rq.codebooks)).view(k, size, -1))
+            return rvq.encode(torch.from_numpy(x), beam=max(8, n), keep=n).numpy()
+        if self.kind == "opq":
+            x = faiss.downcast_VectorTransform(self.index.chain.at(0)).apply(x)
+            pq = faiss.downcast_index(self.index.index).pq
+        else:
+            pq = self.index.pq
+        cents = faiss.vector_to_array(pq.centroids).reshape(k, size, -1)
+        parts = x.reshape(len(x), k, -1)
+        cost = np.zeros((len(x), 1), np.float32)
+        codes = np.zeros((len(x), 1, 0), np.int64)
+        for m in range(k):  # extend each kept prefix by every entry of sub-quantiser m, keep the best n
+            d = ((parts[:, m, None, :] - cents[m][None]) ** 2).sum(-1)            # (rows, size)
+            cand = (cost[:, :, None] + d[:, None, :]).reshape(len(x), -1)
+            top = np.argsort(cand, axis=1, kind="stable")[:, :n]
+            cost = np.take_along_axis(cand, top, 1)
+            codes = np.concatenate([np.take_along_axis(codes, (top // size)[:, :, None], 1), (top % size)[:, :, None]], 2)
+        return codes
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         codes = np.asarray(codes, np.int64)

@@ -8,6 +8,7 @@ import logging
 import platform
 import shutil
 import time
+from collections import Counter
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,8 +18,9 @@ import numpy as np
 from .artifacts import FORMAT_VERSION, MANIFEST, atomic_write, read_json, staged_run, write_json
 from .codes import row_bytes, write_codes
 from .config import bits_per_code
-from .data import load_paragraphs, read_text_input, sample_split, split_sentences
-from .embed import Embedder, sha256_file
+from .data import DataError, Split, read_source, read_text_input, split_sentences, split_sources
+from .embed import Embedder
+from .util import sha256_file
 
 log = logging.getLogger("semcomp")
 PACKAGES = ["torch", "sentence-transformers", "transformers", "faiss-cpu", "numpy", "safetensors", "pysbd"]
@@ -45,9 +47,12 @@ def _digest(emb: np.ndarray, cfg: dict[str, Any], prefixes: tuple[str, ...]) -> 
     return h.hexdigest()[:24]
 
 
+SEGMENTER_VERSION = "2"  # bump when split_sentences changes what it returns: cached splits go stale
+
+
 def cached_sentences(paragraphs: list[str], cache_dir: Path) -> list[str]:
     """Segmentation is the slowest non-model step, so its result is kept per corpus content."""
-    key = hashlib.sha256("\n".join(paragraphs).encode("utf-8")).hexdigest()[:24]
+    key = hashlib.sha256(("\n".join(paragraphs) + SEGMENTER_VERSION).encode("utf-8")).hexdigest()[:24]
     path = cache_dir / f"sentences-{key}.json"
     if path.exists():
         return read_json(path)
@@ -74,32 +79,71 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
         np.save(f, arr)
 
 
+MIN_POINTS_PER_ENTRY = 8  # below this many training sentences per codebook entry, codes go unused
+PCA_POINTS = 2 * 384      # FAISS's residual trainer needs more points than dimensions (its PCA)
+
+
+def fit_to_data(cfg: dict[str, Any], n: int) -> dict[str, Any]:
+    """Shrink the codebooks to what n training sentences can fill, or refuse: a 512-entry codebook
+    trained on 250 sentences used 4 % of its entries."""
+    want = cfg["vqvae_num_embeddings"]
+    if n < PCA_POINTS and cfg["vqvae_init"] == "faiss_rq":
+        # FAISS's progressive-dimension k-means runs a PCA that needs more points than dimensions
+        log.warning("%d training sentences are too few for FAISS's residual trainer (%d+): codebooks "
+                    "from greedy residual k-means instead", n, PCA_POINTS)
+        cfg = {**cfg, "vqvae_init": "kmeans"}
+    if n >= MIN_POINTS_PER_ENTRY * want:
+        return cfg
+    bits = (n // MIN_POINTS_PER_ENTRY).bit_length() - 1
+    if bits < 2:
+        raise DataError(f"{n} training sentences are too few: need at least {4 * MIN_POINTS_PER_ENTRY}")
+    log.warning("%d training sentences fill codebooks of %d entries, not %d: using %d codebooks x %d bits "
+                "(train on %d+ sentences for the configured %d bits)", n, 1 << bits, want,
+                cfg["vqvae_num_codebooks"], bits, MIN_POINTS_PER_ENTRY * want, bits_per_code(cfg))
+    return {**cfg, "vqvae_num_embeddings": 1 << bits}
+
+
+def read_sources(cfg: dict[str, Any], input_path: str | None, cache: Path) -> Split:
+    """The corpus mix (or the user's --input alone), sampled and split into dictionary and test."""
+    sources = [{"name": "text", "path": input_path}] if input_path else cfg["sources"]
+    parts = []
+    for spec in sources:
+        texts, labels = read_source(spec, cfg, segment=lambda paras: cached_sentences(paras, cache))
+        log.info("source %s%s: %d sentences", spec["name"], f" ({spec['path']})" if spec.get("path") else "",
+                 len(texts))
+        parts.append((spec, texts, labels))
+    total = sum(len(t) for _, t, _ in parts)
+    if cfg["sample_size"] is not None and total < cfg["sample_size"]:
+        log.warning("only %d usable sentences in the sources (sample_size %d): using all of them",
+                    total, cfg["sample_size"])
+    return split_sources(parts, cfg["sample_size"], cfg["test_fraction"], cfg["seed"])
+
+
 def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
-    from .baselines import FaissCodec
-    from .codec import Codec, closed_loop_encode, model_files
-    from .index import build_index, dictionary_search, load_index, save_index
-    from .vqvae import train_vqvae, usage
+    from . import quantizers
+    from .codec import closed_loop_encode
+    from .index import build_index, choose_factory, dictionary_search, load_index, save_index, tune_nprobe
 
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
     timer = Timer()
-    with timer("load"):
-        paragraphs = read_text_input(input_path) if input_path else load_paragraphs(cfg)
     with timer("segment"):
-        sentences = cached_sentences(paragraphs, cache)
-    if len(sentences) < cfg["sample_size"]:
-        log.warning("only %d usable sentences in the corpus (sample_size %d): using all of them",
-                    len(sentences), cfg["sample_size"])
-    dict_s, test_s = sample_split(sentences, cfg["sample_size"], cfg["test_fraction"], cfg["seed"])
+        split = read_sources(cfg, input_path, cache)
+    dict_s, test_s = split.dictionary, split.test
     log.info("%d sentences: %d dictionary, %d held out", len(dict_s) + len(test_s), len(dict_s), len(test_s))
 
     with timer("embed"):
         embedder = Embedder(cfg["sbert_model"], cfg["device"], cache, cfg["embed_batch_size"],
                             backend=cfg["embed_backend"])
         emb = embedder.encode(dict_s + test_s, show_progress_bar=cfg["show_progress_bar"])
-    cfg = {**cfg, "embed_backend": embedder.backend}  # the manifest records what 'auto' chose
+    factory = cfg["index_factory"]
+    if factory == "auto":
+        factory = choose_factory(len(dict_s), cfg["pq_M"])
+    # The manifest records what 'auto' chose, and any codebook size fitted to the data.
+    cfg = fit_to_data({**cfg, "embed_backend": embedder.backend, "index_factory": factory}, len(dict_s))
     dict_e, test_e = emb[: len(dict_s)], emb[len(dict_s):]
+    del emb
 
     def epoch_log(row: dict[str, Any]) -> None:
         if cfg["show_progress_bar"]:
@@ -108,43 +152,43 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
 
     bits = bits_per_code(cfg)
     k = cfg["vqvae_num_codebooks"]
-    files = model_files(cfg["quantizer"])
+    files = quantizers.FILES[cfg["quantizer"]]
     # A re-run on the same sentences and settings reuses the trained model and index: training
     # is deterministic for a fixed seed, so retraining would only reproduce the same files.
     model_dir = cache / f"model-{_digest(dict_e, cfg, MODEL_KEYS)}"
     index_file = cache / f"index-{_digest(dict_e, cfg, INDEX_KEYS)}.faiss"
     with timer("train"):
         if (model_dir / "history.json").exists():
-            model = Codec.load_model(cfg["quantizer"], model_dir)
+            model = quantizers.load(cfg["quantizer"], model_dir)
             history = read_json(model_dir / "history.json")
         else:
-            if cfg["quantizer"] == "vqvae":
-                model, history = train_vqvae(dict_e, cfg, log=epoch_log)
-            else:  # a FAISS quantiser of the same K x b shape: nothing to log per epoch
-                model = FaissCodec.train(cfg["quantizer"], k, bits, dict_e)
-                history = [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(dict_e), 1 << bits)}]
-            model.save(model_dir / files[0], model_dir / files[1])
+            model, history = quantizers.train(cfg["quantizer"], dict_e, cfg, log=epoch_log)
+            quantizers.save(cfg["quantizer"], model, model_dir)
             write_json(model_dir / "history.json", history)  # last: marks the cached model complete
 
     with staged_run(root) as stage:
         with timer("index"):
             if not index_file.exists():
-                index = build_index(dict_e, cfg["index_factory"].format(pq_M=cfg["pq_M"]),
-                                    cfg["index_opq_iterations"])
+                index = build_index(dict_e, factory.format(pq_M=cfg["pq_M"]), cfg["index_opq_iterations"])
                 save_index(index, index_file)
             index = load_index(index_file)
             shutil.copyfile(index_file, stage / "index.faiss")
+            # nprobe for recall@10 >= 0.95 on what the decoder searches with: decoded vectors
+            queries = test_e if len(test_e) else dict_e[:1000]
+            nprobe, index_recall = tune_nprobe(index, dict_e, model.decode(model.encode(queries[:1000])),
+                                               cfg["search_k"])
         with timer("encode"):
             for name in files:
                 shutil.copyfile(model_dir / name, stage / name)
             fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
             test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"],
-                                            dictionary_search(index, dict_e, cfg), dict_e)
+                                            dictionary_search(index, dict_e, cfg, nprobe), dict_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)
         with timer("write"):
             _write_lines(stage / "dictionary.txt", dict_s)
             _write_lines(stage / "test.txt", test_s)
+            _write_lines(stage / "test.sources.txt", split.test_labels)
             _save_npy(stage / "dictionary.npy", dict_e)
             _save_npy(stage / "test.npy", test_e)
             write_json(stage / "history.json", history)
@@ -157,11 +201,14 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
             "config": cfg,
             "input": input_path,
             "versions": versions(),
-            "counts": {"sentences_in_corpus": len(sentences), "dictionary": len(dict_s), "test": len(test_s)},
+            "counts": {"dictionary": len(dict_s), "test": len(test_s),
+                       "test_by_source": dict(Counter(split.test_labels))},
             "bits_per_sentence": k * bits,
             "bytes_per_sentence": row_bytes(k, bits),
             "test_decoded_cosine": float((decoded * test_e).sum(1).mean()) if len(test_e) else None,
             "codebook_usage": history[-1]["codebooks"],  # the training set's codes, after training
+            "index": {"factory": factory, "nprobe": nprobe, "search_k": cfg["search_k"],
+                      "recall_at_10": round(index_recall, 4)},
             "seconds": dict(timer),
             "files": files,
         }
@@ -171,13 +218,16 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
 
 
 def compress(codec: Any, input_path: str, output: str, show_progress_bar: bool = True) -> dict[str, Any]:
-    """A user's text -> sentences -> codes file made by `codec`'s model."""
-    sentences = split_sentences(read_text_input(input_path))
-    if not sentences:
-        from .data import DataError
+    """A user's text -> its pieces -> codes file made by `codec`'s model.
 
-        raise DataError(f"no sentences found in {input_path}")
-    codes = codec.encode(codec.embed(sentences, show_progress_bar=show_progress_bar))
+    One code per piece of split_document: every piece, in order, repeats and fragments included, so
+    the codes file holds the whole document ('Hi Sarah,' and a repeated 'Ok.' too)."""
+    from .data import DataError, split_document
+
+    pieces = split_document(read_text_input(input_path))
+    if not pieces:
+        raise DataError(f"no text found in {input_path}")
+    codes = codec.encode(codec.embed(pieces, show_progress_bar=show_progress_bar))
     size = write_codes(output, codes, codec.bits_per_code, codec.fingerprint)
-    utf8 = sum(len(s.encode("utf-8")) for s in sentences)
-    return {"sentences": len(sentences), "bytes": size, "utf8_bytes": utf8}
+    utf8 = sum(len(s.encode("utf-8")) for s in pieces)
+    return {"sentences": len(pieces), "bytes": size, "utf8_bytes": utf8}

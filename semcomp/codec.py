@@ -7,16 +7,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import quantizers
 from .artifacts import ArtifactError, load_manifest, verify
 from .embed import Embedder
-from .vqvae import VQVAE
-
-MODEL_FILES = {"vqvae": ["vqvae.safetensors", "vqvae.json"], "faiss": ["quantizer.faiss", "quantizer.json"]}
-
-
-def model_files(quantizer: str) -> list[str]:
-    return MODEL_FILES["vqvae" if quantizer == "vqvae" else "faiss"]
-
+from .errors import UsageError
 
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
 
@@ -24,7 +18,7 @@ DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
 Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 
-def closed_loop_encode(model: Any, x: np.ndarray, n: int, search: Search, dict_emb: np.ndarray,
+def closed_loop_encode(model: quantizers.Quantizer, x: np.ndarray, n: int, search: Search, dict_emb: np.ndarray,
                        chunk: int = 1024) -> np.ndarray:
     """Codes chosen by analysis-by-synthesis against the dictionary the decoder will search.
 
@@ -33,7 +27,7 @@ def closed_loop_encode(model: Any, x: np.ndarray, n: int, search: Search, dict_e
     distortion codes it keeps the one whose decoded vector's top dictionary hit is closest to the
     original (ties: least distortion). Decoders need nothing new.
     """
-    if n <= 1 or not hasattr(model, "candidates") or not len(x):
+    if n <= 1 or not len(x):
         return model.encode(x)
     out = []
     for i in range(0, len(x), chunk):                                # bounds the n-fold decode
@@ -49,7 +43,7 @@ def closed_loop_encode(model: Any, x: np.ndarray, n: int, search: Search, dict_e
 class Codec:
     """codec = Codec.load("artifacts"); codes = codec.encode(texts); emb = codec.decode(codes)."""
 
-    def __init__(self, model: Any, cfg: dict[str, Any], artifacts_dir: str | Path,
+    def __init__(self, model: quantizers.Quantizer, cfg: dict[str, Any], artifacts_dir: str | Path,
                  manifest: dict[str, Any] | None = None):
         self.model, self.cfg, self.dir, self.manifest = model, cfg, Path(artifacts_dir), manifest or {}
 
@@ -58,9 +52,8 @@ class Codec:
         """Load a trained codec; `cfg` overrides run-time keys (device, search_k, llm_*), not the model."""
         manifest = load_manifest(artifacts_dir)
         quantizer = manifest["config"].get("quantizer", "vqvae")
-        files = model_files(quantizer)
-        verify(artifacts_dir, manifest, files)
-        model = cls.load_model(quantizer, artifacts_dir)
+        verify(artifacts_dir, manifest, list(quantizers.FILES[quantizer]))
+        model = quantizers.load(quantizer, artifacts_dir)
         merged = dict(manifest["config"])
         if cfg:
             # The model's own shape and embedding model come from the run that trained it.
@@ -68,16 +61,6 @@ class Codec:
                            if k.startswith(("llm_", "search_", "show_", "device", "embed_", "encode_"))
                            and not (k == "embed_backend" and v == "auto")})  # auto: the run's own
         return cls(model, merged, Path(artifacts_dir), manifest)
-
-    @staticmethod
-    def load_model(quantizer: str, folder: str | Path) -> Any:
-        """The trained VQ-VAE or FAISS quantiser saved in `folder`."""
-        files = [Path(folder) / name for name in model_files(quantizer)]
-        if quantizer == "vqvae":
-            return VQVAE.load(*files)
-        from .baselines import FaissCodec
-
-        return FaissCodec.load(*files)
 
     @property
     def fingerprint(self) -> bytes:
@@ -96,16 +79,19 @@ class Codec:
         """float32 (n, 384), unit norm."""
         return self.embedder.encode(list(texts), show_progress_bar=show_progress_bar)
 
-    def encode(self, texts_or_embeddings: Sequence[str] | np.ndarray, closed_loop: bool = True) -> np.ndarray:
-        """Integer codes (n, num_codebooks) from texts or from their embeddings.
+    def encode(self, texts_or_embeddings: str | Sequence[str] | np.ndarray, closed_loop: bool = True) -> np.ndarray:
+        """Integer codes (n, num_codebooks) from texts or from their embeddings; a single str is one
+        sentence, (1, num_codebooks).
 
         closed_loop: pick codes against this codec's dictionary (see `closed_loop_encode`);
         False gives the quantiser's own least-distortion codes."""
         x = texts_or_embeddings
+        if isinstance(x, str):  # a str is a Sequence[str] of its characters: one code each, not wanted
+            x = [x]
         if not isinstance(x, np.ndarray):
             x = self.embed(list(x))
         if x.ndim != 2 or x.shape[1] != self.model.input_dim:
-            raise ValueError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
+            raise UsageError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
         if not closed_loop:
             return self.model.encode(x)
         return closed_loop_encode(self.model, x, self.cfg.get("encode_candidates", 1), self.search,
@@ -132,7 +118,7 @@ class Codec:
         from .index import dictionary_search
 
         _, dict_emb, index = self.dictionary
-        return dictionary_search(index, dict_emb, self.cfg)(emb, k)
+        return dictionary_search(index, dict_emb, self.cfg, self.manifest.get("index", {}).get("nprobe"))(emb, k)
 
     def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
                     originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:

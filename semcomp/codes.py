@@ -4,6 +4,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,10 +57,17 @@ def write_codes(path: str | Path, codes: np.ndarray, bits: int, fingerprint: byt
     return HEADER.size + packed.size
 
 
-def read_codes(path: str | Path, expect_fingerprint: bytes | None = None) -> CodesFile:
+def code_shape(model: Any) -> tuple[int, int]:
+    """(K codebooks, b bits per code) of a loaded quantiser (semcomp.quantizers.Quantizer)."""
+    return int(model.num_codebooks), int(model.bits_per_code)
+
+
+def read_codes(path: str | Path, expect_fingerprint: bytes | None = None,
+               expect_shape: tuple[int, int] | None = None) -> CodesFile:
+    """Read and check a codes file; `expect_shape` is the decoding model's (K, b) (see `code_shape`)."""
     path = Path(path)
-    if not path.exists():
-        raise ArtifactError(f"codes file {path} not found")
+    if not path.is_file():  # a folder would fail on read_bytes with a traceback
+        raise ArtifactError(f"codes file {path} not found (or not a file)")
     data = path.read_bytes()
     if len(data) < HEADER.size or data[:4] != MAGIC:
         raise ArtifactError(f"{path} is not a semcomp codes file")
@@ -72,5 +80,9 @@ def read_codes(path: str | Path, expect_fingerprint: bytes | None = None) -> Cod
     if expect_fingerprint is not None and fp != expect_fingerprint[:8]:
         raise ArtifactError(f"{path} was made by a different model ({fp.hex()}, loaded model is "
                             f"{expect_fingerprint[:8].hex()}): decode it with the artifacts that wrote it")
+    if expect_shape is not None and (k, bits) != tuple(expect_shape):
+        # The header says what the model must be; the decoder would fail on a reshape otherwise.
+        raise ArtifactError(f"{path} holds codes of K x b = {k} x {bits} bits, the loaded model's are "
+                            f"{expect_shape[0]} x {expect_shape[1]}: decode it with the artifacts that wrote it")
     packed = np.frombuffer(data, np.uint8, offset=HEADER.size).reshape(n, width)
     return CodesFile(unpack(packed, k, bits), bits, fp)

@@ -6,12 +6,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-# key -> (default, type(s), check or None, meaning). The first twelve keys are the original
-# design's; the rest are what a real run needs. `None` defaults mean "not set".
+from .errors import UsageError
+from .quantizers import KINDS
+from .reconstruct import LLM_BACKENDS
+
+# key -> (default, type(s), check or None, meaning). `None` defaults mean "not set".
 SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "device": ("auto", (str,), {"auto", "cpu", "cuda"}, "torch device; auto picks cuda when present"),
     "dataset_split": ("validation+test", (str,), None, "corpus split(s), '+'-joined as in HF datasets"),
-    "sample_size": (10000, (int,), (2, None), "sentences sampled from the corpus"),
+    "sources": ([{"name": "wikitext"}], (list,), "sources", "what to train on and fill the dictionary with: a list of "
+                "{name: wikitext|diverse-en|text, path, split, cap, holdout} (see README, Corpus mixes)"),
+    "eval_sources": ([], (list,), "sources", "sources scored by evaluate.py only, never trained on nor in the dictionary"),
+    "sample_size": (10000, (int,), (2, None), "sentences sampled from all sources together; null: all of them"),
     "batch_size": (256, (int,), (1, None), "VQ-VAE training minibatch size"),
     "test_fraction": (0.1, (float,), (0.0, 1.0), "share of sampled sentences held out (never in the dictionary)"),
     "pq_M": (16, (int,), (1, None), "sub-quantisers of the dictionary's FAISS OPQ+PQ index"),
@@ -20,10 +26,8 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "vqvae_num_embeddings": (512, (int,), (2, 1 << 16), "entries per codebook (a power of two: log2 bits per code)"),
     "vqvae_learning_rate": (1e-3, (float,), (0.0, 1.0), "Adam learning rate"),
     "vqvae_epochs": (5, (int,), (1, None), "training epochs"),
-    "embedding_dimension": (384, (int,), (1, None), "SBERT embedding size (384 for all-MiniLM-L6-v2)"),
     "vqvae_num_codebooks": (8, (int,), (1, 64), "codes per sentence"),
-    "vqvae_quantization": ("residual", (str,), {"residual", "product"}, "how the codebooks combine"),
-    "quantizer": ("vqvae", (str,), {"vqvae", "rq", "opq", "pq"}, "vqvae, or a FAISS quantiser (rq, opq = OPQ+PQ, pq) at the same bits"),
+    "quantizer": ("vqvae", (str,), set(KINDS), "vqvae, or a FAISS quantiser (rq, opq = OPQ+PQ, pq, lsq = LSQ++) at the same bits"),
     "vqvae_beam": (8, (int,), (1, 64), "beam width of residual encoding (1: greedy)"),
     "vqvae_train_beam": (8, (int,), (1, 64), "beam width used while training the residual codebooks"),
     "vqvae_init_steps": (5, (int,), (1, 100), "progressive-dimension steps of FAISS's residual k-means (its default 10 doubles training for no measured gain)"),
@@ -34,14 +38,16 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "embed_batch_size": (64, (int,), (1, None), "sentences per SBERT forward pass"),
     "seed": (0, (int,), (0, None), "seed for sampling, initialisation and training"),
     "artifacts_dir": ("artifacts", (str,), None, "where every script reads and writes"),
-    "index_factory": ("OPQ{pq_M},PQ{pq_M}", (str,), None, "FAISS index_factory string; {pq_M} is filled in"),
+    "index_factory": ("auto", (str,), None, "FAISS index_factory string ({pq_M} is filled in); auto: chosen "
+                      "from the dictionary's size (Flat below 2,000 sentences, OPQ+PQ, IVF-Flat above 50,000)"),
     "index_opq_iterations": (10, (int,), (1, 100), "OPQ rotation updates while training the index"),
     "encode_candidates": (16, (int,), (1, 256), "closed-loop encoding: of the beam's N best codes keep the one that decodes to the dictionary sentence closest to the original (1: plain)"),
-    "search_nprobe": (16, (int,), (1, 1 << 20), "inverted lists visited per query when index_factory has IVF"),
+    "search_nprobe": (None, (int,), (1, 1 << 20), "inverted lists visited per query with an IVF index; null: "
+                      "the smallest that reached recall@10 >= 0.95 when the index was built"),
     "search_k": (32, (int,), (1, 10000), "dictionary candidates re-ranked by exact cosine"),
     "show_progress_bar": (True, (bool,), None, "progress bars on long work"),
     "embed_backend": ("auto", (str,), {"auto", "torch", "onnx", "onnx-int8"}, "SBERT runtime; auto: onnx-int8 for the packaged model on CPU (3-4x faster, cosine 0.994 to torch), else torch"),
-    "llm_backend": ("openai", (str,), {"openai", "claude", "gemini"}, "LLM for decode --backend llm (env SEMANTIC_RECON_BACKEND)"),
+    "llm_backend": ("openai", (str,), set(LLM_BACKENDS), "the LLM that `decode.py --backend llm` uses"),
     "llm_model": (None, (str,), None, "model name; null: the backend's documented default"),
     "llm_base_url": (None, (str,), None, "API base URL (OpenAI-compatible servers: Ollama, vLLM, llama.cpp)"),
     "llm_rounds": (2, (int,), (1, 20), "embedding-guided refinement rounds"),
@@ -53,14 +59,21 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
 }
 
 
-class ConfigError(ValueError):
+NULLABLE = {"sample_size"}  # keys whose null means something ("all") although the default is set
+SOURCE_NAMES = {"wikitext", "diverse-en", "text"}
+SOURCE_KEYS = {"name": str, "path": str, "split": str, "cap": int, "holdout": float}
+
+
+class ConfigError(UsageError):
     """Bad config: scripts print it as one line and exit with code 2."""
 
 
 def _check(key: str, value: Any) -> Any:
     default, types, check, _ = SCHEMA[key]
-    if value is None and default is None:
+    if value is None and (default is None or key in NULLABLE):
         return None
+    if check == "sources":
+        return _check_sources(key, value)
     if float in types and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
@@ -72,6 +85,33 @@ def _check(key: str, value: Any) -> Any:
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise ConfigError(f"config key '{key}' = {value!r} is out of range [{lo}, {hi if hi is not None else 'inf'}]")
     return value
+
+
+def _check_sources(key: str, value: Any) -> list[dict[str, Any]]:
+    """A list of {name, path?, split?, cap?, holdout?}; 'text' needs a path."""
+    if not isinstance(value, list):
+        raise ConfigError(f"config key '{key}' must be a list of sources, got {type(value).__name__}")
+    out = []
+    for i, spec in enumerate(value):
+        where = f"{key}[{i}]"
+        if not isinstance(spec, dict) or spec.get("name") not in SOURCE_NAMES:
+            raise ConfigError(f"{where} must be an object with name one of {sorted(SOURCE_NAMES)}, got {spec!r}")
+        for k, v in spec.items():
+            want = SOURCE_KEYS.get(k)
+            if want is None:
+                raise ConfigError(f"{where}: unknown key '{k}' (use {', '.join(SOURCE_KEYS)})")
+            if want is float and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if v is not None and (not isinstance(v, want) or isinstance(v, bool)):
+                raise ConfigError(f"{where}.{k} must be {want.__name__}, got {v!r}")
+        if spec.get("cap") is not None and spec["cap"] < 1:
+            raise ConfigError(f"{where}.cap must be at least 1, got {spec['cap']}")
+        if spec.get("holdout") is not None and not 0.0 <= spec["holdout"] < 1.0:
+            raise ConfigError(f"{where}.holdout must be in [0, 1), got {spec['holdout']}")
+        if spec["name"] == "text" and not spec.get("path"):
+            raise ConfigError(f"{where}: a 'text' source needs a path")
+        out.append(dict(spec))
+    return out
 
 
 def _unknown(key: str) -> ConfigError:
@@ -103,10 +143,8 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
     n = out["vqvae_num_embeddings"]
     if n & (n - 1):
         raise ConfigError(f"config key 'vqvae_num_embeddings' must be a power of two, got {n}")
-    if out["vqvae_quantization"] == "product" and out["vqvae_embedding_dim"] % out["vqvae_num_codebooks"]:
-        raise ConfigError("product quantization needs vqvae_embedding_dim divisible by vqvae_num_codebooks")
-    if out["embedding_dimension"] % out["pq_M"]:
-        raise ConfigError(f"embedding_dimension {out['embedding_dimension']} is not divisible by pq_M {out['pq_M']}")
+    if 384 % out["pq_M"]:  # all-MiniLM-L6-v2's dimension; other models are checked by FAISS at build
+        raise ConfigError(f"pq_M {out['pq_M']} does not divide the embedding dimension 384")
     return out
 
 

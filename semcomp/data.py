@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 import multiprocessing
-import os
 import random
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
+
+from .errors import UserError
+from .util import cores
 
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Missing or unusable input: scripts print it as one line and exit non-zero."""
 
 
@@ -43,34 +46,30 @@ def _segmenter():
     return pysbd.Segmenter(language="en", clean=False)
 
 
-def is_sentence(s: str, min_words: int = 4) -> bool:
-    """Drop fragments: captions, list items, headings and cut-off text."""
+def is_sentence(s: str, min_words: int = 4, formal: bool = True) -> bool:
+    """Drop fragments: captions, list items, headings and cut-off text.
+
+    formal=False is for text not written in sentences (lower-case chat, transcripts, a line without
+    punctuation): there a piece needs no capital start or end punctuation, only enough words."""
     return (
         len(s.split()) >= min_words
         and "<unk>" not in s
-        and bool(_GOOD_START.match(s))
-        and bool(_GOOD_END.search(s))
+        and (not formal or (bool(_GOOD_START.match(s)) and bool(_GOOD_END.search(s))))
     )
 
 
-def cores() -> int:
-    """The cores this process may run on (a container or taskset may allow fewer than cpu_count())."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _segment(paragraphs: list[str]) -> list[str]:
-    seg = _segmenter()
-    return [s for para in paragraphs for s in (x.strip() for x in seg.segment(detokenize(para))) if is_sentence(s)]
+    """Every cleaned, bounded piece of each paragraph, in order (split_sentences filters them)."""
+    return [s for para in paragraphs for s in _pieces(detokenize(para))]
 
 
 def split_sentences(paragraphs: Iterable[str], workers: int | None = None) -> list[str]:
-    """Paragraph lines -> unique, cleaned sentences in corpus order (headings dropped).
+    """Paragraph lines -> unique, cleaned sentences in corpus order, for a training set or dictionary:
+    headings, fragments and duplicates dropped (a user's document is cut by split_document instead).
 
-    pysbd is pure Python and the slowest step besides the models (11 s for WikiText-2 validation+test),
-    so large inputs are segmented by one process per core."""
+    Sentences are cut into pieces of at most MAX_WORDS words (see _pieces). pysbd is pure Python and
+    the slowest step besides the models (11 s for WikiText-2 validation+test), so large inputs are
+    segmented by one process per core."""
     paras = [p for p in paragraphs if p.strip() and not _HEADING.match(p)]
     workers = workers or cores()
     if workers > 1 and len(paras) >= 2000 and "fork" in multiprocessing.get_all_start_methods():
@@ -83,7 +82,92 @@ def split_sentences(paragraphs: Iterable[str], workers: int | None = None) -> li
             parts = list(ex.map(_segment, [paras[i:i + step] for i in range(0, len(paras), step)]))
     else:
         parts = [_segment(paras)]
-    return list(dict.fromkeys(s for part in parts for s in part))
+    pieces = [s for part in parts for s in part]
+    # In text not written in sentences (lower-case chat, transcripts, one unpunctuated line) few
+    # pieces are sentence-shaped, and the capital/full-stop test would drop all of it.
+    formal = 2 * sum(is_sentence(s, min_words=0) for s in pieces) >= len(pieces)
+    return list(dict.fromkeys(s for s in pieces if is_sentence(s, formal=formal)))
+
+
+# -- bounded pieces ------------------------------------------------------------------------------
+# 64 words is ~83 word pieces of English (WikiText averages 1.29 a word), well under the 256 the
+# embedder reads. Characters are capped too, at 8 a word (WikiText: mean 6.0 with the space, p99
+# 7.9, so English meets the word bound first), for runs without spaces (a URL, a blob) that the
+# word count cannot bound. A word piece holds at least one character, so a piece is at most 512
+# word pieces; only text whose pieces are single characters (Chinese, runs of symbols) can pass 256,
+# and then the embedder reads its first 256 (the characters are still all in the piece).
+MAX_WORDS = 64
+_CHARS_PER_WORD = 8
+# pysbd's time grows with the square of a paragraph's length (100,000 characters: 2.8 s, 200,000:
+# 10.6 s), so longer paragraphs are cut first; WikiText's longest is 2,586, so it is never cut.
+_PYSBD_CHARS = 4096
+_NONSPACE = re.compile(r"\S+")
+# Cut points, strongest first: each match ends on the whitespace the text is cut at.
+_CUTS = [re.compile(r"[.!?…][\"'’”)\]]*\s"),             # after a sentence end (and its closing quote)
+         re.compile(r"(?:[,;:–—]|\s-)[\"'’”)\]]*\s"),      # after a comma, semicolon, colon or dash
+         re.compile(r"\s")]                                 # any space
+
+
+def _bounded(text: str, max_words: int, max_chars: int) -> list[str]:
+    """`text` in stripped pieces of at most max_words words and max_chars characters, in order.
+
+    Each piece is cut at the last sentence end in its window, else the last clause punctuation (both
+    only past the window's middle, so pieces stay long), else the last space, else mid-word. Linear
+    in len(text): only the window is scanned, never the rest."""
+    out: list[str] = []
+    pos, n = 0, len(text)
+    while start_m := _NONSPACE.search(text, pos):
+        start = start_m.start()
+        limit, words = min(n, start + max_chars), 0
+        for m in _NONSPACE.finditer(text, start, limit):
+            words += 1
+            if words > max_words:
+                limit = m.start()  # the window ends before the word over the bound
+                break
+        if limit == n:  # the rest fits
+            out.append(text[start:].rstrip())
+            break
+        cut = limit  # mid-word: a run without whitespace longer than max_chars
+        for i, pattern in enumerate(_CUTS):
+            lo = start + (limit - start) // 2 if i < len(_CUTS) - 1 else start + 1
+            ends = [m.end() - 1 for m in pattern.finditer(text, lo, limit + 1)]
+            if ends:
+                cut = ends[-1]
+                break
+        out.append(text[start:cut].rstrip())
+        pos = cut
+    return out
+
+
+def _sentences(text: str) -> list[str]:
+    """pysbd's sentences of `text`, or `text` whole where pysbd would lose or change a character."""
+    if not re.search(r"[.!?…]", text):  # nothing to split at: skip pysbd's rules
+        return [text]
+    try:
+        sents = _segmenter().segment(text)
+    except Exception:  # pysbd raises on some odd inputs (ValueError on '\x1c1.)')
+        return [text]
+    # pysbd can drop characters ('a.?!' -> ['a.']); the pieces must keep every one.
+    return sents if "".join("".join(sents).split()) == "".join(text.split()) else [text]
+
+
+def _pieces(text: str, max_words: int = MAX_WORDS) -> list[str]:
+    """Sentences of `text` cut to at most max_words words (and 8 characters a word) each; every
+    non-whitespace character of `text` is in exactly one piece, in order."""
+    return [piece for chunk in _bounded(text, _PYSBD_CHARS, _PYSBD_CHARS) for sent in _sentences(chunk)
+            for piece in _bounded(sent, max_words, _CHARS_PER_WORD * max_words)]
+
+
+def split_document(lines: list[str], max_words: int = MAX_WORDS) -> list[str]:
+    """A user's document -> every non-blank piece, in order, repeats included, for compression.
+
+    Each line is cut into sentences and each sentence into pieces of at most max_words words (and 8
+    characters a word), so every non-whitespace character of `lines` is in exactly one piece and the
+    codes of the pieces hold the whole document, in order. Nothing is cleaned or dropped: fragments
+    and duplicates are dropped only when building a training set (split_sentences)."""
+    if max_words < 1:
+        raise ValueError(f"max_words must be at least 1, got {max_words}")
+    return [piece for line in lines for piece in _pieces(line, max_words)]
 
 
 def _split_names(split: str) -> list[str]:
@@ -133,7 +217,7 @@ def load_paragraphs(cfg: dict[str, Any]) -> list[str]:
             lines += p.read_text(encoding="utf-8").splitlines()
         return lines
     _split_names(cfg["dataset_split"])
-    from .embed import hub_online
+    from .util import hub_online
 
     offline_hint = ("offline, point at a local copy: --set data_dir=PATH (folder with wiki.valid.raw etc.) "
                     "or use --input FILE")
@@ -159,3 +243,86 @@ def sample_split(sentences: list[str], sample_size: int, test_fraction: float, s
     picked = rng.sample(sentences, min(sample_size, len(sentences)))
     n_test = max(1, round(len(picked) * test_fraction)) if test_fraction > 0 else 0
     return picked[n_test:], picked[:n_test]
+
+
+# -- corpus mixes: a config's `sources`, pooled, sampled and split ---------------------------------
+DIVERSE_SPLITS = ("train", "dev", "test")
+
+
+def read_diverse_en(folder: str | Path, split: str) -> tuple[list[str], list[str]]:
+    """diverse-en lines (one cleaned sentence each, no segmentation needed) and each line's source,
+    from sources.tsv, as 'diverse-en/<source_name>'."""
+    import csv
+
+    folder = Path(folder)
+    names = [s.strip() for s in split.split("+") if s.strip()]
+    if not names or any(s not in DIVERSE_SPLITS for s in names):
+        raise DataError(f"diverse-en split {split!r}: use train, dev, test or a '+'-joined mix")
+    if not (folder / "sources.tsv").exists():
+        raise DataError(f"{folder} is not the diverse-en folder (no sources.tsv); set the source's path")
+    sources: dict[str, list[str]] = {s: [] for s in names}
+    with open(folder / "sources.tsv", encoding="utf-8", newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):  # rows are in line order within each split
+            if row["split"] in sources:
+                sources[row["split"]].append("diverse-en/" + row["source_name"])
+    texts: list[str] = []
+    labels: list[str] = []
+    for s in names:
+        lines = (folder / f"{s}.txt").read_text(encoding="utf-8").split("\n")
+        lines = lines[:-1] if lines and not lines[-1] else lines
+        if len(lines) != len(sources[s]):
+            raise DataError(f"{folder}/{s}.txt has {len(lines)} lines but sources.tsv names {len(sources[s])}")
+        texts += lines
+        labels += sources[s]
+    return texts, labels
+
+
+def read_source(spec: dict[str, Any], cfg: dict[str, Any],
+                segment: Callable[[list[str]], list[str]] = split_sentences) -> tuple[list[str], list[str]]:
+    """One entry of `sources`: its sentences and a label for each (for per-domain scores)."""
+    name = spec["name"]
+    if name == "diverse-en":
+        return read_diverse_en(spec.get("path") or "../shared/data/diverse-en", spec.get("split") or "train")
+    if name == "text":
+        sentences = segment(read_text_input(spec["path"]))
+        return sentences, ["text"] * len(sentences)
+    local = {**cfg, "data_dir": spec.get("path", cfg["data_dir"]),
+             "dataset_split": spec.get("split") or cfg["dataset_split"]}
+    sentences = segment(load_paragraphs(local))
+    return sentences, ["wikitext"] * len(sentences)
+
+
+@dataclass
+class Split:
+    dictionary: list[str]  # trained on and searched by the similarity decoder
+    test: list[str]        # held out: never in the dictionary
+    test_labels: list[str]
+
+
+def split_sources(parts: list[tuple[dict[str, Any], list[str], list[str]]], sample_size: int | None,
+                  test_fraction: float, seed: int) -> Split:
+    """Pool the sources (each capped, duplicates across sources dropped), take a seeded sample of
+    `sample_size` (None: all), and hold out each source's `holdout` share (default test_fraction)."""
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    pool: list[tuple[str, str, int]] = []  # (sentence, label, source index)
+    for i, (spec, texts, labels) in enumerate(parts):
+        rows = [(t, lab, i) for t, lab in zip(texts, labels) if t not in seen]
+        seen.update(t for t, _, _ in rows)
+        if spec.get("cap") is not None and spec["cap"] < len(rows):
+            rows = rng.sample(rows, spec["cap"])
+        pool += rows
+    if len(pool) < 2:
+        raise DataError(f"only {len(pool)} usable sentences in the input; need at least 2")
+    if sample_size is not None and sample_size < len(pool):
+        pool = rng.sample(pool, sample_size)
+    out = Split([], [], [])
+    for i, (spec, _, _) in enumerate(parts):
+        rows = [r for r in pool if r[2] == i]
+        frac = spec.get("holdout")
+        frac = test_fraction if frac is None else frac
+        n_test = max(1, round(len(rows) * frac)) if frac > 0 and len(rows) > 1 else 0
+        out.test += [t for t, _, _ in rows[:n_test]]
+        out.test_labels += [lab for _, lab, _ in rows[:n_test]]
+        out.dictionary += [t for t, _, _ in rows[n_test:]]
+    return out

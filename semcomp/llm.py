@@ -7,8 +7,9 @@ own scored guesses (the vec2text idea), and the best-scored sentence overall win
 neighbour is always a candidate, so the result never scores below plain nearest-neighbour decoding.
 
 Calls go through the official SDKs (openai, anthropic, google-genai) with the SDKs' own retries
-off: timeouts, retries with backoff, the response cache and the concurrency limit are ours, so
-their behaviour is the same for every backend and testable against a local fake server.
+off: timeouts, retries with backoff, the response cache, the circuit breaker and the concurrency
+limit are ours, so their behaviour is the same for every backend and testable against a local
+fake server.
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .artifacts import write_json
+from .errors import UserError
+from .reconstruct import BACKEND_ENV, LLM_BACKENDS
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("openai", "claude", "gemini")
-BACKEND_ENV = "SEMANTIC_RECON_BACKEND"
+BACKENDS = LLM_BACKENDS  # the old name, kept for callers
 KEY_ENV = {"openai": "OPENAI_API_KEY", "claude": "ANTHROPIC_API_KEY", "gemini": "GOOGLE_API_KEY"}
 # Documented defaults; `llm_model` in the config overrides them. Small, fast current models (none
 # on the installed SDKs' deprecation lists) for a short-text task; we send no temperature or
@@ -44,13 +46,19 @@ DEFAULT_MODELS: dict[str, str] = {
 MAX_OUTPUT_TOKENS = 1024  # Anthropic requires a limit; a handful of sentences fits easily.
 MAX_BACKOFF_S = 30.0
 MAX_RETRY_AFTER_S = 60.0
+# Consecutive connection failures (all workers together) after which a run stops calling: an
+# unreachable server would otherwise cost every item its retries (about an hour for 1,000 codes).
+BREAKER_LIMIT = 3
+UNREACHABLE = "LLM server unreachable"  # starts the fallback_reason of every item the breaker cut off
 
 Embed = Callable[[list[str]], np.ndarray]
 Call = Callable[[str], str]
 
 
-class LLMError(RuntimeError):
+class LLMError(UserError, RuntimeError):
     """An LLM backend cannot be used or a call failed for good; the message never holds a key."""
+
+    exit_code = 2  # a missing key or an unknown backend: input the user fixes
 
 
 # ---------------------------------------------------------------- backend and keys
@@ -58,8 +66,8 @@ class LLMError(RuntimeError):
 def resolve_backend(backend: str | None, default: str = "openai") -> str:
     """The argument, else env SEMANTIC_RECON_BACKEND, else `default` (the config's llm_backend)."""
     name = (backend or os.environ.get(BACKEND_ENV) or default).strip().lower()
-    if name not in BACKENDS:
-        raise LLMError(f"unknown LLM backend {name!r}: use one of {', '.join(BACKENDS)}")
+    if name not in LLM_BACKENDS:
+        raise LLMError(f"unknown LLM backend {name!r}: use one of {', '.join(LLM_BACKENDS)}")
     return name
 
 
@@ -86,8 +94,10 @@ def _describe(exc: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- SDK calls
+# Each sender factory returns (send, endpoint): the base URL the SDK really calls (an argument,
+# the SDK's environment variable, or its default), which the response cache key holds.
 
-def _send_openai(base_url: str | None, model: str, timeout: float) -> Call:
+def _send_openai(base_url: str | None, model: str, timeout: float) -> tuple[Call, str]:
     import openai
 
     # A local OpenAI-compatible server (Ollama, vLLM, llama.cpp) may ignore keys; the SDK wants one.
@@ -100,10 +110,10 @@ def _send_openai(base_url: str | None, model: str, timeout: float) -> Call:
         r = client.chat.completions.create(model=model, messages=[{"role": "user", "content": prompt}])
         return r.choices[0].message.content or ""
 
-    return send
+    return send, str(client.base_url)
 
 
-def _send_claude(base_url: str | None, model: str, timeout: float) -> Call:
+def _send_claude(base_url: str | None, model: str, timeout: float) -> tuple[Call, str]:
     import anthropic
 
     client = anthropic.Anthropic(api_key=os.environ["ANTHROPIC_API_KEY"], base_url=base_url,
@@ -114,10 +124,10 @@ def _send_claude(base_url: str | None, model: str, timeout: float) -> Call:
                                    messages=[{"role": "user", "content": prompt}])
         return "".join(getattr(b, "text", "") for b in r.content)
 
-    return send
+    return send, str(client.base_url)
 
 
-def _send_gemini(base_url: str | None, model: str, timeout: float) -> Call:
+def _send_gemini(base_url: str | None, model: str, timeout: float) -> tuple[Call, str]:
     from google import genai
     from google.genai import types
 
@@ -128,7 +138,8 @@ def _send_gemini(base_url: str | None, model: str, timeout: float) -> Call:
     def send(prompt: str) -> str:
         return client.models.generate_content(model=model, contents=prompt).text or ""
 
-    return send
+    # google-genai has no public base_url attribute; this is the order it reads them in.
+    return send, base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or "default"
 
 
 _SENDERS = {"openai": _send_openai, "claude": _send_claude, "gemini": _send_gemini}
@@ -163,6 +174,20 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, tuple(kinds))
 
 
+def _unreachable(exc: BaseException) -> bool:
+    """No connection could be made (refused, DNS, connect timeout), as opposed to an answer, even
+    an error status, or a slow one. The SDKs wrap the transport error, so look down the chain."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        # By name: httpx and its fork httpx2 (which the SDKs use here) both have these.
+        if isinstance(seen, ConnectionError) or type(seen).__name__ in ("ConnectError", "ConnectTimeout"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from a Retry-After header (seconds form), when the server sent one."""
     headers = getattr(getattr(exc, "response", None), "headers", None)
@@ -172,56 +197,106 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
 
 
-# ---------------------------------------------------------------- cache
+# ---------------------------------------------------------------- cache and caller
 
-def _cache_path(cache_dir: Path, backend: str, model: str, prompt: str) -> Path:
-    key = hashlib.sha256(json.dumps([backend, model, prompt]).encode()).hexdigest()
-    return cache_dir / f"{key}.json"
+def _cache_path(cache_dir: Path, backend: str, endpoint: str, model: str, prompt: str) -> Path:
+    # Everything that shapes the answer: the same prompt to another server is another answer.
+    shape = {"backend": backend, "endpoint": endpoint, "model": model, "max_output_tokens": MAX_OUTPUT_TOKENS,
+             "prompt": prompt}
+    return cache_dir / f"{hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()}.json"
 
 
-def make_caller(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
-                base_delay: float = 0.5) -> Call:
-    """prompt -> response text, with our timeout, retries (exponential backoff + jitter) and cache.
+class Breaker:
+    """Stops calling a server that cannot be reached: `limit` connection failures in a row (any
+    worker) open it for the rest of the run; any answer from the server resets the count."""
+
+    def __init__(self, what: str, limit: int = BREAKER_LIMIT):
+        self.what, self.limit, self.failures = what, limit, 0
+        self.reason: str | None = None  # set when open
+        self._lock = threading.Lock()
+
+    def record(self, reached: bool, error: str = "") -> None:
+        with self._lock:
+            self.failures = 0 if reached else self.failures + 1
+            if self.failures >= self.limit and self.reason is None:
+                self.reason = (f"{UNREACHABLE}: {self.what} failed to connect {self.failures} times in a row "
+                               f"({error}); no more calls this run")
+                log.warning("%s; the remaining items fall back to similarity decoding", self.reason)
+
+    def check(self) -> None:
+        if self.reason is not None:
+            raise LLMError(self.reason)
+
+
+class Caller:
+    """prompt -> response text, with our timeout, retries (exponential backoff + jitter), cache
+    and circuit breaker (`.breaker`). Raises LLMError (key-free message) when a call fails for good.
 
     `base_delay` is the first backoff in seconds (doubles per retry); tests pass a tiny one.
-    Raises LLMError (key-free message) when the call fails for good.
     """
-    backend = resolve_backend(backend)
-    base_url = cfg.get("llm_base_url")
-    check_key(backend, base_url)
-    model = cfg.get("llm_model") or DEFAULT_MODELS[backend]
-    retries = int(cfg.get("llm_max_retries", 4))
-    send = _SENDERS[backend](base_url, model, float(cfg.get("llm_timeout", 30.0)))
-    cache = Path(cache_dir) if cache_dir is not None else None
 
-    def call(prompt: str) -> str:
-        path = _cache_path(cache, backend, model, prompt) if cache else None
+    def __init__(self, cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
+                 base_delay: float = 0.5):
+        self.backend = resolve_backend(backend)
+        base_url = cfg.get("llm_base_url")
+        check_key(self.backend, base_url)
+        self.model = cfg.get("llm_model") or DEFAULT_MODELS[self.backend]
+        self.retries = int(cfg.get("llm_max_retries", 4))
+        self.base_delay = base_delay
+        self.send, self.endpoint = _SENDERS[self.backend](base_url, self.model, float(cfg.get("llm_timeout", 30.0)))
+        self.cache = Path(cache_dir) if cache_dir is not None else None
+        self.breaker = Breaker(f"{self.backend} at {_scrub(self.endpoint)}")
+
+    def __call__(self, prompt: str) -> str:
+        backend = self.backend
+        path = _cache_path(self.cache, backend, self.endpoint, self.model, prompt) if self.cache else None
         if path and path.exists():
             try:
                 return json.loads(path.read_text(encoding="utf-8"))["response"]
             except (OSError, ValueError, KeyError):
                 log.warning("ignoring unreadable cache file %s", path.name)
-        for attempt in range(retries + 1):
+        for attempt in range(self.retries + 1):
+            self.breaker.check()
             try:
-                text = send(prompt)
-                break
+                text = self.send(prompt)
             except Exception as exc:  # noqa: BLE001 - classified below, re-raised as LLMError
+                self.breaker.record(not _unreachable(exc), _describe(exc))
                 if not _transient(exc):
                     raise LLMError(f"{backend} call failed: {_describe(exc)}") from None
-                if attempt == retries:
-                    raise LLMError(f"{backend} call failed after {retries + 1} attempts: "
+                self.breaker.check()  # just opened: no backoff before giving up
+                if attempt == self.retries:
+                    raise LLMError(f"{backend} call failed after {self.retries + 1} attempts: "
                                    f"{_describe(exc)}") from None
-                delay = min(base_delay * 2 ** attempt, MAX_BACKOFF_S)
+                delay = min(self.base_delay * 2 ** attempt, MAX_BACKOFF_S)
                 delay += random.uniform(0, delay)  # jitter: concurrent workers do not retry in step
                 delay = max(delay, _retry_after(exc) or 0.0)
                 log.info("%s call failed (%s); retry %d/%d in %.2fs", backend, _describe(exc),
-                         attempt + 1, retries, delay)
+                         attempt + 1, self.retries, delay)
                 time.sleep(delay)
+                continue
+            self.breaker.record(True)
+            break
         if path:
-            write_json(path, {"backend": backend, "model": model, "prompt": prompt, "response": text})
+            write_json(path, {"backend": backend, "model": self.model, "prompt": prompt, "response": text})
         return text
 
-    return call
+
+def make_caller(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
+                base_delay: float = 0.5) -> Caller:
+    """A `Caller` (kept as a function for existing callers)."""
+    return Caller(cfg, backend, cache_dir, base_delay=base_delay)
+
+
+def llm_failure(records: Sequence[dict[str, Any]]) -> str | None:
+    """Why the LLM part of a run failed, or None: the server proved unreachable, or no item got an
+    LLM answer at all. Items that fell back one by one (an unparseable answer) are not a failure."""
+    reasons = [r.get("fallback_reason") for r in records]
+    cut = next((x for x in reasons if x and x.startswith(UNREACHABLE)), None)
+    if cut:
+        return cut
+    if reasons and all(reasons):
+        return f"no item got an LLM answer (first: {reasons[0]})"
+    return None
 
 
 # ---------------------------------------------------------------- prompt and parsing
@@ -341,10 +416,12 @@ def reconstruct_llm(items: list[dict[str, Any]], embed: Embed, cfg: dict[str, An
 
     Backend: the argument, else env SEMANTIC_RECON_BACKEND, else cfg["llm_backend"]. The key is
     checked before any work. Items run `llm_concurrency` at a time; an item whose calls fail falls
-    back to its best neighbour (method "similarity", fallback_reason set); the batch goes on.
+    back to its best neighbour (method "similarity", fallback_reason set); the batch goes on. Once
+    the server proves unreachable (see `Breaker`) the remaining items fall back without calls;
+    `llm_failure(records)` tells whether the LLM part failed as a whole.
     """
-    backend = resolve_backend(backend, cfg.get("llm_backend") or "openai")
-    call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
+    backend = resolve_backend(backend, cfg.get("llm_backend") or LLM_BACKENDS[0])
+    call = Caller(cfg, backend, cache_dir, base_delay=base_delay)
     k = int(cfg.get("llm_neighbours", 5))
     rounds = int(cfg.get("llm_rounds", 2))
     n_cand = int(cfg.get("llm_candidates", 5))
@@ -358,12 +435,14 @@ def reconstruct_llm(items: list[dict[str, Any]], embed: Embed, cfg: dict[str, An
     def one(item: dict[str, Any]) -> dict[str, Any]:
         nbrs = sorted(((str(t), float(s)) for t, s in item["neighbours"]), key=lambda p: -p[1])[:k]
         try:
+            call.breaker.check()  # once open: no embedding, no call, no warning per item
             r = refine(nbrs, item["target"], safe_embed, call, rounds, n_cand)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": f"llm:{backend}",
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"]}
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
             reason = _scrub(str(exc)) if isinstance(exc, LLMError) else _describe(exc)
-            log.warning("LLM reconstruction fell back to the best neighbour: %s", reason)
+            if not reason.startswith(UNREACHABLE):  # the breaker said that once, for all items
+                log.warning("LLM reconstruction fell back to the best neighbour: %s", reason)
             best = nbrs[0] if nbrs else ("", 0.0)
             return {"reconstruction": best[0], "score": best[1], "method": "similarity",
                     "candidates": [list(best)] if nbrs else [], "fallback_reason": reason, "rounds": 0}

@@ -26,13 +26,25 @@ def summary(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(values.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
 
 
-def recall_at_k(dictionary: np.ndarray, original: np.ndarray, decoded: np.ndarray, k: int = 10) -> float:
-    """Share of the original's exact top-k dictionary neighbours also found with the decoded embedding."""
+def exact_topk(dictionary: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarray:
+    """Ids of each query's exact top-k dictionary neighbours by inner product (brute force)."""
     index = faiss.IndexFlatIP(dictionary.shape[1])
     index.add(np.ascontiguousarray(dictionary, np.float32))
-    _, truth = index.search(np.ascontiguousarray(original, np.float32), k)
-    _, found = index.search(np.ascontiguousarray(decoded, np.float32), k)
-    return float(np.mean([len(set(t) & set(f)) / k for t, f in zip(truth, found)]))
+    return index.search(np.ascontiguousarray(queries, np.float32), k)[1]
+
+
+def recall(truth: np.ndarray, found: np.ndarray) -> float:
+    """Mean share of each row's true ids that `found` holds: the one recall used everywhere."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(t) & set(f[:k])) / k for t, f in zip(truth, found)]))
+
+
+def recall_at_k(dictionary: np.ndarray, original: np.ndarray, decoded: np.ndarray, k: int = 10,
+                truth: np.ndarray | None = None) -> float:
+    """Share of the original's exact top-k dictionary neighbours also found with the decoded
+    embedding (`truth`: the originals' top-k, when already computed)."""
+    truth = exact_topk(dictionary, original, k) if truth is None else truth
+    return recall(truth, exact_topk(dictionary, decoded, k))
 
 
 def load_stsb(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -65,7 +77,8 @@ def bertscorer(model: str) -> tuple[Any, str]:
     """roberta-large (as in the literature) when loadable; offline, the packaged MiniLM, said so."""
     from bert_score import BERTScorer
 
-    from .embed import hub_online, packaged_model_dir
+    from .embed import packaged_model_dir
+    from .util import hub_online
 
     if hub_online() or Path(model).exists():
         try:

@@ -18,7 +18,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .data import cores
+from .util import cores
 from .embed import ModelError, packaged_model_dir
 
 DIM = 384

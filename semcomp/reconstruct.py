@@ -1,14 +1,31 @@
 """Codes -> text: nearest dictionary sentences, optionally refined by an LLM."""
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .errors import UsageError
+
 if TYPE_CHECKING:
     from .codec import Codec
 
+# The one list of LLM backends: llm.py, decode.py and llm_callers.py import it from here.
 LLM_BACKENDS = ("openai", "claude", "gemini")
+BACKEND_ENV = "SEMANTIC_RECON_BACKEND"
+# What decode.py --backend (and `reconstruct`) accept: "llm" is the config's llm_backend.
+DECODE_BACKENDS = ("similarity", "llm", *LLM_BACKENDS)
+
+
+def choose_backend(name: str | None, llm_backend: str) -> str:
+    """`name` (--backend), else env SEMANTIC_RECON_BACKEND, else "similarity"; "llm" means
+    `llm_backend` (the config's). Returns "similarity" or one of LLM_BACKENDS."""
+    source = "--backend" if name else BACKEND_ENV
+    chosen = (name or os.environ.get(BACKEND_ENV) or "similarity").strip().lower()
+    if chosen not in DECODE_BACKENDS:
+        raise UsageError(f"{source} {chosen!r} is not a decoding backend: use one of {', '.join(DECODE_BACKENDS)}")
+    return llm_backend if chosen == "llm" else chosen
 
 
 def reconstruct(codec: "Codec", codes: np.ndarray, backend: str = "similarity", k: int = 5,
@@ -16,11 +33,13 @@ def reconstruct(codec: "Codec", codes: np.ndarray, backend: str = "similarity", 
                 progress: bool = False) -> list[dict[str, Any]]:
     """One record per code row: id, original, reconstruction, method, score, neighbours.
 
-    `score` is always the cosine between the reconstruction's SBERT embedding and the decoded
-    embedding, so similarity and LLM results are comparable.
+    `backend`: "similarity", "llm" (the config's llm_backend) or one of LLM_BACKENDS. `score` is
+    always the cosine between the reconstruction's SBERT embedding and the decoded embedding, so
+    similarity and LLM results are comparable.
     """
-    if backend not in ("similarity", *LLM_BACKENDS):
-        raise ValueError(f"backend must be 'similarity' or one of {LLM_BACKENDS}, got {backend!r}")
+    backend = choose_backend(backend or "similarity", codec.cfg.get("llm_backend") or LLM_BACKENDS[0])
+    if k < 1:  # 0 or less would leave records without a reconstruction
+        raise UsageError(f"k (neighbours kept per record) must be at least 1, got {k}")
     if backend != "similarity":
         from .llm import check_key
 

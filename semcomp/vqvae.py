@@ -5,15 +5,14 @@ What the sweep (bench/VQVAE_SWEEP.md) showed, and so what the defaults are:
   beam search over the K levels (beam 8, as FAISS RQ): greedy level-by-level choice lost 0.007 held-out cosine.
 * Codebooks come from FAISS's residual-quantiser trainer (progressive-dimension k-means on the
   beam's residuals). On 9,000 sentences it generalises clearly better than greedy residual k-means
-  (+0.05 held-out cosine at 72 bits). Optional extras, off by default because they overfit 9,000
-  points: joint least-squares codebook refits (vqvae_lsq_iters) and codebook fine-tuning by
-  gradient (vqvae_tune_codebooks).
+  (+0.05 held-out cosine at 72 bits). The sweep's other variants (joint least-squares codebook
+  refits, codebook fine-tuning by gradient, a similarity-matrix loss, product mode) overfit 9,000
+  points and were removed from the library; bench/VQVAE_SWEEP.md keeps what they gave.
 * Decoder: its own copy of the codebooks, then y = A s + MLP(s) on the summed code vectors with
   A = the encoder's transpose and the MLP zero-initialised, so training starts exactly at the
   linear solution and only learns a correction; codes are fixed while it trains (an epoch is one
-  small MLP pass). Loss: cosine distance, plus optionally (vqvae_sim_weight) the gap between the
-  batch's pairwise cosine matrices, decoded vs original. On held-out data the learned correction
-  has been neutral so far: the gain over FAISS's RQ comes from the training above, not the MLP.
+  small MLP pass). Loss: cosine distance. On held-out data the learned correction has been
+  neutral so far: the gain over FAISS's RQ comes from the training above, not the MLP.
 """
 from __future__ import annotations
 
@@ -46,30 +45,24 @@ class Branch(nn.Module):
 
 
 class ResidualVQ(nn.Module):
-    """K codebooks of N entries; 'residual' sums one entry per level, 'product' splits z in K parts."""
+    """K codebooks of N entries; a vector's code picks one entry per level, and they are summed."""
 
-    def __init__(self, dim: int, num_codebooks: int, num_embeddings: int, mode: str = "residual"):
+    def __init__(self, dim: int, num_codebooks: int, num_embeddings: int):
         super().__init__()
-        self.mode, self.k, self.n = mode, num_codebooks, num_embeddings
-        self.sub = dim // num_codebooks if mode == "product" else dim
-        self.register_buffer("codebooks", torch.zeros(num_codebooks, num_embeddings, self.sub))
-
-    def _parts(self, z: torch.Tensor) -> list[torch.Tensor]:
-        return list(z.split(self.sub, dim=1))
+        self.k, self.n, self.sub = num_codebooks, num_embeddings, dim
+        self.register_buffer("codebooks", torch.zeros(num_codebooks, num_embeddings, dim))
 
     @torch.no_grad()
     def kmeans_init(self, z: torch.Tensor, seed: int) -> None:
         import faiss
 
-        parts, resid = self._parts(z) if self.mode == "product" else None, z.clone()
+        resid = z.clone()
         for i in range(self.k):
-            target = parts[i] if self.mode == "product" else resid
             km = faiss.Kmeans(self.sub, self.n, niter=20, seed=seed + i, verbose=False,
                               max_points_per_centroid=100000)
-            km.train(np.ascontiguousarray(target.cpu().numpy(), dtype=np.float32))
+            km.train(np.ascontiguousarray(resid.cpu().numpy(), dtype=np.float32))
             self.codebooks[i] = torch.from_numpy(km.centroids).to(z)
-            if self.mode == "residual":
-                resid = resid - self.codebooks[i][torch.cdist(resid, self.codebooks[i]).argmin(1)]
+            resid = resid - self.codebooks[i][torch.cdist(resid, self.codebooks[i]).argmin(1)]
 
     @torch.no_grad()
     def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int, dim_steps: int = 10) -> None:
@@ -82,16 +75,19 @@ class ResidualVQ(nn.Module):
         q.cp.seed = seed
         q.cp.progressive_dim_steps = dim_steps
         q.cp.min_points_per_centroid = 1  # small corpora are fine; silences FAISS's warning
-        q.train(np.ascontiguousarray(z.cpu().numpy(), dtype=np.float32))
+        # FAISS samples 256 points a centroid by default: 131k of 270k vectors for 512 entries,
+        # silently. Train on all of them.
+        q.cp.max_points_per_centroid = 1 << 20
+        from .index import faiss_quiet
+
+        with faiss_quiet():
+            q.train(np.ascontiguousarray(z.cpu().numpy(), dtype=np.float32))
         self.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(q.codebooks)).view(self.k, self.n, self.sub))
 
     @torch.no_grad()
     def encode(self, z: torch.Tensor, beam: int = 8, chunk: int = 1024, keep: int = 0) -> torch.Tensor:
         """Codes (n, K); with keep > 0 the beam's `keep` best (n, keep, K), least distortion first.
-        Residual mode: beam search on ||z - sum_k C_k[c_k]||^2."""
-        if self.mode == "product":
-            codes = torch.stack([torch.cdist(p, cb).argmin(1) for p, cb in zip(self._parts(z), self.codebooks)], 1)
-            return codes[:, None] if keep else codes
+        A beam search on ||z - sum_k C_k[c_k]||^2."""
         cb = self.codebooks
         # ||z - sum_j c_j||^2 expands into <z, c> terms, codebook norms and codebook-codebook inner
         # products; precomputing the last two makes each beam step a gather instead of a matmul.
@@ -120,39 +116,23 @@ class ResidualVQ(nn.Module):
 
     def lookup(self, codes: torch.Tensor, codebooks: torch.Tensor | None = None) -> torch.Tensor:
         cb = self.codebooks if codebooks is None else codebooks
-        pieces = [cb[i][codes[:, i]] for i in range(self.k)]
-        return torch.cat(pieces, 1) if self.mode == "product" else torch.stack(pieces).sum(0)
-
-    @torch.no_grad()
-    def refit(self, z: torch.Tensor, codes: torch.Tensor, ridge: float = 1.0) -> None:
-        """All K codebooks at once: min ||z - B C||^2 + ridge ||C - C_old||^2 (B: one-hot codes).
-
-        The ridge keeps rarely used entries near where they were (and unused ones exactly there)."""
-        k, n, d = self.k, self.n, z.shape[1]
-        flat = codes + torch.arange(k) * n                          # (rows, K) indices into K*N
-        gram = torch.zeros(k * n, k * n, dtype=torch.float64)
-        for a in range(k):
-            for b in range(k):
-                gram[a * n:(a + 1) * n, b * n:(b + 1) * n] = torch.bincount(
-                    codes[:, a] * n + codes[:, b], minlength=n * n).view(n, n).double()
-        rhs = torch.zeros(k * n, d, dtype=torch.float64).index_add_(0, flat.reshape(-1),
-                                                                     z.double().repeat_interleave(k, 0))
-        old = self.codebooks.reshape(k * n, d).double()
-        gram += ridge * torch.eye(k * n, dtype=torch.float64)
-        rhs += ridge * old
-        self.codebooks.copy_(torch.linalg.solve(gram, rhs).view(k, n, d).float())
-
+        out = cb[0][codes[:, 0]]
+        for i in range(1, self.k):  # summed as it goes: stacking K (n, d) tensors first took 7 GB at 285k
+            out = out + cb[i][codes[:, i]]
+        return out
 
 class VQVAE(nn.Module):
     def __init__(self, input_dim: int = 384, hidden_dim: int = 1024, latent_dim: int = 384,
                  num_codebooks: int = 8, num_embeddings: int = 512, mode: str = "residual", beam: int = 8):
         super().__init__()
+        if mode != "residual":  # `mode` stays in the saved shape so older model files load
+            raise ValueError(f"only residual quantisation is supported, got mode {mode!r}")
         self.shape = dict(input_dim=input_dim, hidden_dim=hidden_dim, latent_dim=latent_dim,
                           num_codebooks=num_codebooks, num_embeddings=num_embeddings, mode=mode, beam=beam)
         self.encoder = nn.Linear(input_dim, latent_dim, bias=False)
         with torch.no_grad():
             self.encoder.weight.copy_(torch.eye(latent_dim, input_dim))
-        self.vq = ResidualVQ(latent_dim, num_codebooks, num_embeddings, mode)
+        self.vq = ResidualVQ(latent_dim, num_codebooks, num_embeddings)
         # The decoder reads its own copy of the codebooks, so fine-tuning them for the decoded
         # output never moves the encoder's nearest-neighbour geometry.
         self.dec_codebooks = nn.Parameter(torch.zeros_like(self.vq.codebooks))
@@ -161,6 +141,10 @@ class VQVAE(nn.Module):
     @property
     def input_dim(self) -> int:
         return self.shape["input_dim"]
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.vq.k
 
     @property
     def bits_per_code(self) -> int:
@@ -188,12 +172,13 @@ class VQVAE(nn.Module):
         return self.vq.encode(z, self.shape["beam"], keep=n).numpy().astype(np.int64)
 
     @torch.no_grad()
-    def decode(self, codes: np.ndarray) -> np.ndarray:
+    def decode(self, codes: np.ndarray, chunk: int = 65536) -> np.ndarray:
         self.eval()
         c = torch.from_numpy(np.asarray(codes, np.int64)).reshape(-1, self.vq.k)
         if c.numel() and (c.min() < 0 or c.max() >= self.vq.n):
             raise ValueError(f"codes must be (n, {self.vq.k}) in [0, {self.vq.n})")
-        return F.normalize(self.decode_codes(c), dim=1).numpy()
+        return torch.cat([F.normalize(self.decode_codes(c[i:i + chunk]), dim=1) for i in range(0, len(c), chunk)]
+                         or [torch.zeros(0, self.input_dim)]).numpy()
 
     def save(self, weights_path: str | Path, shape_path: str | Path) -> None:
         from safetensors.torch import save
@@ -224,12 +209,6 @@ def usage(codes: np.ndarray, num_embeddings: int) -> list[dict[str, float]]:
     return out
 
 
-def _sim_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean squared gap between the batch's pairwise cosine matrices, decoded vs original."""
-    xh = F.normalize(x_hat, dim=1)
-    return ((xh @ xh.t() - x @ x.t()) ** 2).mean()
-
-
 def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
                 log: Callable[[dict[str, Any]], None] | None = None) -> tuple[VQVAE, list[dict[str, Any]]]:
     """Train on unit-norm embeddings x (n, d); deterministic for a fixed cfg['seed']."""
@@ -238,8 +217,7 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
     gen = torch.Generator().manual_seed(seed)
     k, n = cfg["vqvae_num_codebooks"], cfg["vqvae_num_embeddings"]
     beam = cfg.get("vqvae_beam", 8)
-    model = VQVAE(x.shape[1], cfg["vqvae_hidden_dim"], cfg["vqvae_embedding_dim"], k, n,
-                  cfg["vqvae_quantization"], beam)
+    model = VQVAE(x.shape[1], cfg["vqvae_hidden_dim"], cfg["vqvae_embedding_dim"], k, n, beam=beam)
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     if cfg["vqvae_embedding_dim"] != x.shape[1]:
         # Other latent size: project on the top principal directions (an orthonormal map).
@@ -251,26 +229,22 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
     with torch.no_grad():
         model.decoder.linear.weight.copy_(model.encoder.weight.t())
         z = model.encoder(xt)
-        if cfg["vqvae_quantization"] == "residual" and cfg.get("vqvae_init", "faiss_rq") == "faiss_rq":
+        import logging
+
+        logging.getLogger("semcomp").info("training %d codebooks of %d entries on %d vectors", k, n, len(xt))
+        if cfg["vqvae_init"] == "faiss_rq":
             model.vq.faiss_rq_init(z, cfg.get("vqvae_train_beam", beam), seed, cfg.get("vqvae_init_steps", 10))
         else:
             model.vq.kmeans_init(z, seed)
         codes = model.vq.encode(z, beam)
-        if cfg["vqvae_quantization"] == "residual":
-            for _ in range(cfg.get("vqvae_lsq_iters", 0)):
-                model.vq.refit(z, codes, cfg.get("vqvae_ridge", 1.0))
-                codes = model.vq.encode(z, beam)
         model.dec_codebooks.copy_(model.vq.codebooks)
     cb_usage = usage(codes.numpy(), n)
 
     params = list(model.decoder.parameters())
-    if cfg.get("vqvae_tune_codebooks", False):
-        params.append(model.dec_codebooks)
     epochs, bs, lr = cfg["vqvae_epochs"], cfg["batch_size"], cfg["vqvae_learning_rate"]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.get("vqvae_weight_decay", 0.0))
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     steps = max(1, epochs * math.ceil(len(xt) / bs))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
-    sim_w = cfg.get("vqvae_sim_weight", 0.0)
     history: list[dict[str, Any]] = []
     for epoch in range(epochs):
         model.train()
@@ -281,16 +255,15 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
             xb = xt[idx]
             x_hat = model.decode_codes(codes[idx])
             loss = (1 - F.cosine_similarity(x_hat, xb)).mean()
-            if sim_w:
-                loss = loss + sim_w * _sim_loss(x_hat, xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(xb)
             count += len(xb)
-        with torch.no_grad():
-            cos = float(F.cosine_similarity(model.decode_codes(codes), xt).mean())
+        with torch.no_grad():  # in chunks: the decoder's hidden layer alone is 1.2 GB at 285k rows
+            cos = sum(float(F.cosine_similarity(model.decode_codes(codes[i:i + 65536]), xt[i:i + 65536]).sum())
+                      for i in range(0, len(xt), 65536)) / len(xt)
         row = {"epoch": epoch + 1, "loss": total / count, "train_cosine": cos, "codebooks": cb_usage}
         history.append(row)
         if log:

@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from semcomp.config import load_config
 
-SHARED = Path(os.environ.get("SEMCOMP_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SEMCOMP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RAW = SHARED / "wikitext-2-raw"
 
 
@@ -20,12 +23,46 @@ def small_config(artifacts: Path, **extra) -> dict:
     return load_config(None, sets)
 
 
+def _export_onnx(path: Path, int8: bool) -> Path:
+    # In a child process, as semcomp.embed does: the export peaks at 1.3 GB this process would keep.
+    cmd = [sys.executable, "-m", "semcomp.onnx_embed", str(path)] + (["--int8"] if int8 else [])
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and path.is_file(), done.stderr[-2000:]
+    return path
+
+
 @pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple[Path, dict]:
+def onnx_dir(tmp_path_factory) -> Path:
+    """A folder with the int8 ONNX graph, exported once per session (~9 s each time)."""
+    pytest.importorskip("onnxruntime")
+    folder = tmp_path_factory.mktemp("onnx")
+    _export_onnx(folder / "model-int8.onnx", int8=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_fp32(onnx_dir) -> Path:
+    """The fp32 graph beside it, for the tests that compare the two (only they pay its export)."""
+    return _export_onnx(onnx_dir / "model.onnx", int8=False)
+
+
+def share_onnx(cache_dir: Path, onnx_dir: Path) -> None:
+    """Make an Embedder with this cache_dir find the session's int8 graph instead of exporting its own:
+    Embedder looks in cache_dir/onnx (a link, so copying the cache copies the file, not the link)."""
+    target = Path(cache_dir) / "onnx" / "model-int8.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(onnx_dir / "model-int8.onnx")
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, request) -> tuple[Path, dict]:
     """Artifacts of one real (small) pipeline run: 700 WikiText sentences, 70 held out."""
     from semcomp.build import build
+    from semcomp.embed import resolve_backend
 
     root = tmp_path_factory.mktemp("artifacts")
     cfg = small_config(root)
+    if resolve_backend(cfg["embed_backend"], cfg["sbert_model"], cfg["device"]) == "onnx-int8":
+        share_onnx(root / "cache", request.getfixturevalue("onnx_dir"))
     manifest = build(cfg)
     return root, manifest

@@ -7,6 +7,7 @@ lower-cased headers, JSON body, prompt text) so tests can assert on what the SDK
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -181,3 +182,10 @@ class FakeLLMServer:
                         server.in_flight -= 1
 
         return Handler
+
+
+def closed_port_url() -> str:
+    """A 127.0.0.1 URL nothing listens on, so connections are refused at once (an unreachable server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"

@@ -4,7 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from semcomp.artifacts import ArtifactError
-from semcomp.codes import HEADER, pack, read_codes, row_bytes, unpack, write_codes
+from semcomp.codes import HEADER, code_shape, pack, read_codes, row_bytes, unpack, write_codes
 
 
 @st.composite
@@ -59,3 +59,27 @@ def test_foreign_truncated_and_wrong_model(tmp_path):
     (tmp_path / "b.scz").write_bytes(b"hello world, not codes")
     with pytest.raises(ArtifactError, match="not a semcomp codes file"):
         read_codes(tmp_path / "b.scz")
+
+
+def test_shape_mismatch_names_both_shapes(tmp_path):
+    """A well-formed file whose K x b is not the model's: one line naming both, not a reshape error."""
+    path = tmp_path / "a.scz"
+    write_codes(path, np.arange(8).reshape(2, 4), 4, b"AAAAAAAA")
+    with pytest.raises(ArtifactError) as e:
+        read_codes(path, expect_fingerprint=b"AAAAAAAA", expect_shape=(8, 9))
+    assert "4 x 4" in str(e.value) and "8 x 9" in str(e.value) and "\n" not in str(e.value)
+    assert read_codes(path, expect_shape=(4, 4)).codes.shape == (2, 4)
+
+
+def test_code_shape_of_each_quantiser():
+    from semcomp.baselines import FaissCodec
+    from semcomp.vqvae import VQVAE
+
+    assert code_shape(VQVAE(16, 8, 16, num_codebooks=3, num_embeddings=32)) == (3, 5)
+    x = np.random.default_rng(0).standard_normal((64, 8)).astype(np.float32)
+    assert code_shape(FaissCodec.train("pq", 2, 4, x)) == (2, 4)
+
+
+def test_folder_is_not_a_codes_file(tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        read_codes(tmp_path)

@@ -5,18 +5,50 @@ from pathlib import Path
 
 import pytest
 
-from semcomp.config import SCHEMA, ConfigError, load_config
+from semcomp.config import SCHEMA, ConfigError, load_config, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_shipped_config_is_valid_and_keeps_original_keys():
-    cfg = load_config(ROOT / "vqvae_config.json")
-    original = ["device", "dataset_split", "sample_size", "batch_size", "test_fraction", "pq_M",
-                "vqvae_hidden_dim", "vqvae_embedding_dim", "vqvae_num_embeddings", "vqvae_learning_rate",
-                "vqvae_epochs", "embedding_dimension"]
-    assert set(original) <= set(json.loads((ROOT / "vqvae_config.json").read_text()))
-    assert set(cfg) == set(SCHEMA)
+def test_shipped_config_is_valid_and_every_value_in_it_is_used():
+    shipped = {k: v for k, v in json.loads((ROOT / "vqvae_config.json").read_text()).items()
+               if not k.startswith("_")}
+    cfg = load_config(ROOT / "vqvae_config.json")  # an unknown or dead key would be refused here
+    assert {k: cfg[k] for k in shipped} == shipped
+
+
+RANGED = [(k, *check, types[0]) for k, (_, types, check, _) in SCHEMA.items() if isinstance(check, tuple)]
+CHOICES = [(k, sorted(check)) for k, (_, _, check, _) in SCHEMA.items() if isinstance(check, set)]
+WRONG_TYPE = {int: "12abc", float: "x", str: 5, bool: 1, list: "wikitext"}
+
+
+@pytest.mark.parametrize("key, lo, hi, kind", RANGED, ids=[r[0] for r in RANGED])
+def test_ranges_are_inclusive_and_enforced(key, lo, hi, kind):
+    step = 1 if kind is int else 1e-6
+    for bound, outside in ((lo, -step), (hi, step)):
+        if bound is None:
+            continue
+        assert validate({key: bound})[key] == bound
+        with pytest.raises(ConfigError, match="out of range"):
+            validate({key: bound + outside})
+
+
+@pytest.mark.parametrize("key, choices", CHOICES, ids=[c[0] for c in CHOICES])
+def test_choices_are_enforced(key, choices):
+    for value in choices:
+        assert validate({key: value})[key] == value
+    with pytest.raises(ConfigError, match="must be one of"):
+        validate({key: "no-such-choice"})
+
+
+@pytest.mark.parametrize("key", list(SCHEMA))
+def test_wrong_types_are_refused(key):
+    kind = SCHEMA[key][1][0]
+    with pytest.raises(ConfigError, match=key):
+        validate({key: WRONG_TYPE[kind]})
+    if kind in (int, float):  # JSON true is not a number here, although bool subclasses int
+        with pytest.raises(ConfigError, match="must be"):
+            validate({key: True})
 
 
 @pytest.mark.parametrize("override, message", [

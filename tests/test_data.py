@@ -1,8 +1,13 @@
+import random
+import time
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from semcomp.config import load_config
-from semcomp.data import DataError, detokenize, is_sentence, load_paragraphs, sample_split, split_sentences
+from semcomp.data import (MAX_WORDS, DataError, detokenize, is_sentence, load_paragraphs, sample_split,
+                          split_document, split_sentences)
 
 from conftest import RAW
 
@@ -33,6 +38,92 @@ def test_is_sentence():
     assert not is_sentence("lowercase start is a fragment of text.")
     assert not is_sentence("No final punctuation in this one")
     assert not is_sentence("It has an <unk> token in it.")
+    # informal text (chat, transcripts): no capital or full stop needed, still enough words
+    assert is_sentence("lowercase start and no final punctuation", formal=False)
+    assert not is_sentence("ok see you", formal=False)
+    assert not is_sentence("it has an <unk> token in it", formal=False)
+
+
+CHAT = ["hey are you around later", "yeah i think so what time works for you", "lol", "maybe 7 at the usual place",
+        "ok sounds good, see you there", "wait which place the one near the station?", "yes that one"]
+
+
+def test_lower_case_chat_is_not_dropped():
+    # Old behaviour: 0 usable sentences (no capitals, almost no full stops). Lines under 4 words
+    # are still dropped for a training set.
+    assert split_sentences(CHAT) == [line for line in CHAT if len(line.split()) >= 4]
+
+
+def _unpunctuated_line(chars: int) -> str:
+    rng = random.Random(0)
+    words = "so then we went to the market and i said we should get some of the bread they had".split()
+    out, n = [], 0
+    while n < chars:
+        out.append(rng.choice(words))
+        n += len(out[-1]) + 1
+    return " ".join(out)
+
+
+def test_one_megabyte_unpunctuated_line_is_kept_in_bounded_pieces():
+    line = _unpunctuated_line(1_000_000)
+    t = time.perf_counter()
+    doc = split_document([line])
+    doc_s = time.perf_counter() - t
+    t = time.perf_counter()
+    sents = split_sentences([line])
+    sents_s = time.perf_counter() - t
+    assert "".join("".join(doc).split()) == "".join(line.split())  # every character, in order
+    assert max(len(p.split()) for p in doc) <= MAX_WORDS and len(doc) >= len(line.split()) / MAX_WORDS
+    # a training set from it: bounded pieces, duplicates dropped, but not nothing
+    assert sents and all(4 <= len(s.split()) <= MAX_WORDS for s in sents)
+    # linear: pysbd alone would take minutes on one 1 MB line (its time grows with the square)
+    assert doc_s < 10 and sents_s < 10, (doc_s, sents_s)
+
+
+def test_long_punctuated_line_is_split_into_its_sentences_fast():
+    rng = random.Random(1)
+    words = "the river rose over the old stone bridge while the town slept".split()
+    sents = [" ".join(rng.choice(words) for _ in range(rng.randint(6, 20))).capitalize() + "."
+             for _ in range(3000)]  # 202,568 characters on one line
+    t = time.perf_counter()
+    doc = split_document([" ".join(sents)])
+    seconds = time.perf_counter() - t
+    assert doc == sents
+    assert seconds < 5, seconds  # cut before pysbd: 0.8 s; pysbd on the whole line took 10.4 s
+
+
+def test_long_sentence_is_cut_at_clause_punctuation():
+    clause = "the committee met again in the spring to review the plans"  # 11 words
+    sentence = "In the end, " + ", ".join([clause] * 10) + "."           # 113 words
+    pieces = split_document([sentence])
+    assert len(pieces) == 2 and all(len(p.split()) <= MAX_WORDS for p in pieces)
+    assert pieces[0].endswith(",") and " ".join(pieces) == sentence
+    assert split_document(["word " * 200], max_words=50) == [("word " * 50).strip()] * 4
+    assert split_document(["x" * 1000], max_words=10) == ["x" * 80] * 12 + ["x" * 40]  # 8 characters a word
+
+
+def test_split_document_keeps_every_line_in_order_with_repeats():
+    lines = ["Hi Sarah,", "", "Ok.", "Ok.", "Thanks for the notes. They helped a lot! See you Monday.",
+             "Best,", "  Sam  "]
+    assert split_document(lines) == ["Hi Sarah,", "Ok.", "Ok.", "Thanks for the notes.", "They helped a lot!",
+                                     "See you Monday.", "Best,", "Sam"]
+
+
+TEXT = st.lists(st.sampled_from(list("ab C.!?,;:'\"()-—…12%$\t\n") + [
+    " ", "  ", "Mr.", "e.g.", "U.S.", "\u00a0", "\u2003", "\x1c", "\u200b", "é", "中", "lobster", "The"]),
+    max_size=400).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(TEXT, max_size=6), st.integers(1, 12))
+@example(["-(a\xa0.?!"], 64)      # pysbd drops the '?!'
+@example(["\x1c1.)"], 64)          # pysbd raises ValueError
+@example(["a" * 100 + " b"], 1)    # a run longer than the character bound
+def test_split_document_keeps_every_character_once_in_bounded_pieces(lines, max_words):
+    pieces = split_document(lines, max_words)
+    assert "".join("".join(pieces).split()) == "".join("".join(lines).split())
+    for p in pieces:
+        assert p and p == p.strip() and len(p.split()) <= max_words and len(p) <= 8 * max_words
 
 
 def test_real_wikitext_sentences_read_as_english():
@@ -69,7 +160,7 @@ def test_missing_local_split_and_bad_split(tmp_path):
 
 def test_offline_without_data_dir_says_how_to_point_at_a_copy(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from semcomp.embed import hub_online
+    from semcomp.util import hub_online
 
     hub_online.cache_clear()
     with pytest.raises(DataError, match="data_dir=PATH"):

@@ -38,3 +38,41 @@ def test_ivf_short_lists_never_return_padding_first():
     ids, scores = search(index, emb, emb[:5], 10, candidates=300, nprobe=1)
     assert ids[:, 0].tolist() == list(range(5))  # each vector finds itself
     assert np.isfinite(scores[:, 0]).all()
+
+
+def test_factory_follows_the_dictionary_size():
+    from semcomp.index import choose_factory
+
+    assert choose_factory(500, 16) == "Flat"
+    assert choose_factory(9_000, 16) == "OPQ16,PQ16"
+    assert choose_factory(285_000, 16) == "IVF2048,Flat"  # 4 sqrt(n) = 2,135, to a power of two
+
+
+def test_tune_nprobe_reaches_the_recall_target_with_the_smallest_nprobe():
+    from semcomp.index import NPROBES, tune_nprobe
+    from semcomp.metrics import exact_topk, recall
+
+    emb = _unit(6000)
+    index = build_index(emb, "IVF64,PQ16")
+    q = _unit(300, seed=2)
+    nprobe, got = tune_nprobe(index, emb, q, candidates=100, target=0.9)
+    truth = exact_topk(emb, q, 10)
+    assert got >= 0.9 and recall(truth, search(index, emb, q, 10, 100, nprobe)[0]) == got
+    smaller = NPROBES[NPROBES.index(nprobe) - 1] if nprobe != NPROBES[0] else None
+    if smaller is not None:  # one step less misses the target
+        assert recall(truth, search(index, emb, q, 10, 100, smaller)[0]) < 0.9
+    flat = build_index(emb, "Flat")
+    assert tune_nprobe(flat, emb, q, candidates=10) == (None, 1.0)  # exact: nothing to tune
+
+
+def test_faiss_warnings_are_caught_not_printed(capfd):
+    from semcomp.index import faiss_quiet, too_few_points
+
+    import faiss
+
+    emb = _unit(600)
+    with faiss_quiet() as lines:
+        faiss.ProductQuantizer(64, 8, 8).train(emb)  # 600 points for 256 centroids: 8 warnings
+    assert too_few_points(lines) and len(lines) == 1  # distinct lines only
+    build_index(emb, "OPQ8,PQ8")  # build_index catches its own
+    assert "please provide" not in capfd.readouterr().err

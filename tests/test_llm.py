@@ -5,22 +5,31 @@ import hashlib
 import json
 import logging
 import re
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fake_llm_server import FakeLLMServer, Reply  # noqa: E402
+from fake_llm_server import FakeLLMServer, Reply, closed_port_url  # noqa: E402
 
+from semcomp.artifacts import atomic_write  # noqa: E402
 from semcomp.config import validate  # noqa: E402
+from semcomp.errors import UserError  # noqa: E402
 from semcomp.llm import (  # noqa: E402
+    BACKENDS,
     DEFAULT_MODELS,
+    UNREACHABLE,
     LLMError,
     check_key,
+    llm_failure,
+    make_caller,
     parse_candidates,
     reconstruct_llm,
     refine,
     resolve_backend,
 )
+from semcomp.reconstruct import LLM_BACKENDS  # noqa: E402
 
 KEYS = {"OPENAI_API_KEY": "sk-test-OPENAI-5ecret-123456",
         "ANTHROPIC_API_KEY": "sk-ant-test-ANTHROPIC-5ecret-654321",
@@ -63,13 +72,18 @@ def server():
         yield s
 
 
-def cfg_for(server: FakeLLMServer, backend: str, **kw) -> dict:
+def cfg_for(server: FakeLLMServer | str, backend: str, **kw) -> dict:
     # OpenAI's base URL includes the version; Anthropic's and Gemini's SDKs add their own.
-    url = server.url + "/v1" if backend == "openai" else server.url
-    base = {"llm_backend": backend, "llm_base_url": url, "llm_rounds": 1, "llm_timeout": 5.0,
-            "llm_max_retries": 2, "llm_concurrency": 2}
+    url = server if isinstance(server, str) else server.url
+    base = {"llm_backend": backend, "llm_base_url": url + "/v1" if backend == "openai" else url, "llm_rounds": 1,
+            "llm_timeout": 5.0, "llm_max_retries": 2, "llm_concurrency": 2}
     base.update(kw)
     return validate(base)
+
+
+def temp_files(folder: Path) -> list[Path]:
+    """atomic_write's temp files (`.NAME.XXXX.tmp`): a finished write leaves none behind."""
+    return list(folder.glob(".*.tmp"))
 
 
 def run(server, backend, items, cache_dir=None, **kw):
@@ -214,8 +228,29 @@ def test_cache_prevents_second_call(server, tmp_path):
     second = run(server, "openai", its, cache_dir=tmp_path, llm_rounds=2)
     assert len(server.requests) == n and second == first
     files = list(tmp_path.glob("*.json"))
-    assert len(files) == 4 and not list(tmp_path.glob(".tmp-*"))
+    assert len(files) == 4 and not temp_files(tmp_path)
     assert json.loads(files[0].read_text())["backend"] == "openai"
+
+
+def test_temp_file_check_sees_atomic_write_temp_files(tmp_path):
+    """The check above can fail: mid-write, it finds the temp file atomic_write really makes."""
+    with atomic_write(tmp_path / "x.json", "w") as f:
+        f.write("{}")
+        assert len(temp_files(tmp_path)) == 1
+    assert not temp_files(tmp_path)
+
+
+@pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
+def test_cache_is_per_server(tmp_path, backend):
+    """The same prompt to another server is another answer: it is asked, not served from the cache."""
+    with FakeLLMServer(lambda prompt: json.dumps([TRUE])) as a, \
+            FakeLLMServer(lambda prompt: '["birds sing in the morning light"]') as b:
+        [from_a] = run(a, backend, [item()], cache_dir=tmp_path)
+        [from_b] = run(b, backend, [item()], cache_dir=tmp_path)
+        [again] = run(a, backend, [item()], cache_dir=tmp_path)
+        assert len(a.requests) == 1 and len(b.requests) == 1 and a.requests[0].prompt == b.requests[0].prompt
+    assert from_a["reconstruction"] == TRUE and again == from_a
+    assert "birds sing in the morning light" in [t for t, _ in from_b["candidates"]]
 
 
 @pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
@@ -233,6 +268,42 @@ def test_key_never_leaks(server, tmp_path, caplog, backend):
     leaked = [json.dumps(recs), caplog.text] + [p.read_text() for p in tmp_path.iterdir()]
     assert all(key not in text for text in leaked)
     assert "***" in recs[1]["fallback_reason"]
+
+
+# ---------------------------------------------------------------- unreachable server
+
+@pytest.mark.parametrize("backend", ["openai", "claude", "gemini"])
+def test_unreachable_server_stops_calling(backend, caplog):
+    """Refused connections open the breaker after 3 in a row: 20 items end in well under a second
+    instead of 5 attempts with backoff each, all on their similarity fallback, said once."""
+    caplog.set_level(logging.WARNING)
+    cfg = cfg_for(closed_port_url(), backend, llm_max_retries=4)
+    make_caller(cfg, backend, None)  # imports the SDK outside the timed part
+    its = [item(neighbours=[f"sentence number {i}", *NEIGHBOURS]) for i in range(20)]
+    t = time.perf_counter()
+    recs = reconstruct_llm(its, embed, cfg, base_delay=0.05)
+    assert time.perf_counter() - t < 2.0  # without the breaker: 20 x 4 backoffs of >= 0.05 s doubling, 2 at a time
+    assert [r["reconstruction"] for r in recs] == [best_neighbour(it) for it in its]
+    assert all(r["method"] == "similarity" and r["fallback_reason"].startswith(UNREACHABLE) for r in recs)
+    assert llm_failure(recs).startswith(UNREACHABLE) and "3 times in a row" in llm_failure(recs)
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warning.startswith(UNREACHABLE) and "127.0.0.1" in warning
+
+
+def test_server_answers_reset_the_breaker(server):
+    """Error statuses are answers: many 503s in a row retry and fall back item by item, never 'unreachable'."""
+    server.default = Reply(status=503, message="overloaded")
+    recs = run(server, "openai", [item(), item()], llm_max_retries=2, llm_concurrency=1)
+    assert len(server.requests) == 6
+    assert all("503" in r["fallback_reason"] and not r["fallback_reason"].startswith(UNREACHABLE) for r in recs)
+
+
+def test_llm_failure():
+    ok = {"fallback_reason": None}
+    assert llm_failure([ok, {"fallback_reason": "no parseable candidates"}]) is None
+    assert llm_failure([]) is None
+    assert "no item got an LLM answer" in llm_failure([{"fallback_reason": "openai call failed: 401"}] * 2)
+    assert llm_failure([ok, {"fallback_reason": f"{UNREACHABLE}: x"}]).startswith(UNREACHABLE)
 
 
 # ---------------------------------------------------------------- refinement loop (no server)
@@ -294,3 +365,13 @@ def test_resolve_backend(monkeypatch):
     assert resolve_backend("Gemini") == "gemini"
     with pytest.raises(LLMError, match="unknown LLM backend"):
         resolve_backend("llama")
+
+
+def test_one_backend_list():
+    import llm_callers
+
+    assert BACKENDS is LLM_BACKENDS and llm_callers.BACKENDS is LLM_BACKENDS
+
+
+def test_llm_error_is_a_user_error():
+    assert issubclass(LLMError, UserError) and issubclass(LLMError, RuntimeError) and LLMError.exit_code == 2

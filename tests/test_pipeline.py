@@ -30,7 +30,7 @@ def test_manifest_and_files(built):
     for name, info in m["files"].items():
         assert (root / name).stat().st_size == info["bytes"]
     assert (root / "test.scz").stat().st_size == HEADER.size + 70 * row_bytes(4, 4)
-    assert set(m["seconds"]) >= {"load", "segment", "embed", "train", "index", "total"}
+    assert set(m["seconds"]) >= {"segment", "embed", "train", "index", "total"}
     assert min(c["used"] for c in m["codebook_usage"]) >= 0.9
     assert not list(root.glob(".staging-*"))
 

@@ -74,7 +74,7 @@ def test_save_load_round_trip(trained, tmp_path):
 def test_codebook_usage(trained):
     x, model, hist = trained
     used = [u["used"] for u in usage(model.encode(x), N)]
-    assert min(used) >= 0.9, used
+    assert min(used) >= 0.8, used  # no collapse (14 of 16 entries here since FAISS trains on every beam residual)
     assert all(1.0 <= c["perplexity"] <= N for c in hist[-1]["codebooks"])
     u = usage(np.array([[0, 1], [0, 1], [1, 1]]), 4)
     assert u[0]["used"] == 0.5 and u[1]["used"] == 0.25 and u[1]["perplexity"] == pytest.approx(1.0)
@@ -94,15 +94,35 @@ def test_bad_codes_rejected(trained):
         model.decode(np.full((2, K), N))
 
 
-@pytest.mark.parametrize("overrides", [{"vqvae_init": "kmeans", "vqvae_lsq_iters": 1, "vqvae_tune_codebooks": True,
-                                        "vqvae_sim_weight": 1.0},
-                                       {"vqvae_quantization": "product", "vqvae_num_codebooks": 4}])
-def test_variants_train(overrides):
+def test_kmeans_init_trains():
     x = _data(400)
-    model, _ = train_vqvae(x, _cfg(**overrides))
+    model, _ = train_vqvae(x, _cfg(vqvae_init="kmeans"))
     codes = model.encode(x)
-    assert codes.shape == (400, model.vq.k)
+    assert codes.shape == (400, model.num_codebooks)
     assert (model.decode(codes) * x).sum(1).mean() > 0.5
+
+
+@pytest.mark.parametrize("kind", ["pq", "opq", "rq"])
+def test_every_quantizer_ranks_candidates_by_distortion(kind):
+    """The registry's FAISS kinds give closed-loop encoding a ranked list like the VQ-VAE's beam."""
+    from semcomp import quantizers
+
+    x = _data(3000)
+    model, _ = quantizers.train(kind, x, _cfg(vqvae_num_codebooks=4, vqvae_num_embeddings=16, vqvae_train_beam=8))
+    cand = model.candidates(x[:40], 5)
+    assert cand.shape == (40, 5, 4) and len({tuple(r) for r in cand[0]}) == 5
+    np.testing.assert_array_equal(cand[:, 0], model.encode(x[:40]))
+    # distortion before normalisation: the quantity each kind minimises
+    raw = {"rq": lambda c: model.index.rq.decode(_pack(c)), "pq": lambda c: model.index.pq.decode(_pack(c))}
+    if kind in raw:
+        err = np.stack([((raw[kind](cand[:, j]) - x[:40]) ** 2).sum(1) for j in range(5)], 1)
+        assert (err[:, 1:] >= err[:, :-1] - 1e-5).all()
+
+
+def _pack(codes: np.ndarray) -> np.ndarray:
+    """(n, K) 4-bit codes -> FAISS's packed bytes (least significant bit first)."""
+    bits = ((codes[:, :, None] >> np.arange(4)) & 1).astype(np.uint8).reshape(len(codes), -1)
+    return np.packbits(bits, axis=1, bitorder="little")
 
 
 def test_candidates_sorted_by_distortion_and_led_by_the_plain_code(trained):

@@ -1,0 +1,87 @@
+"""One protocol for every quantiser and one registry of them.
+
+The pipeline, `Codec` and evaluate.py reach quantisers only through `train`, `load` and `FILES`,
+so adding one touches this module and its own. Import-light: each kind imports torch or FAISS
+only when it is trained or loaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+History = list[dict[str, Any]]
+Log = Callable[[dict[str, Any]], None]
+
+
+class Quantizer(Protocol):
+    """K codes of b bits a vector; what the codes file, closed-loop encoding and decoders need."""
+
+    num_codebooks: int
+    bits_per_code: int
+    input_dim: int
+
+    def encode(self, x: np.ndarray) -> np.ndarray: ...              # (n, d) -> (n, K) int64, least distortion
+    def candidates(self, x: np.ndarray, n: int) -> np.ndarray: ...  # (n_rows, n, K), least distortion first
+    def decode(self, codes: np.ndarray) -> np.ndarray: ...          # (n, K) -> (n, d) float32, unit norm
+    def save(self, *paths: Path) -> None: ...                       # to the kind's FILES, in order
+
+
+# The files each kind saves and loads, in the order its save/load take them.
+FILES: dict[str, tuple[str, str]] = {
+    "vqvae": ("vqvae.safetensors", "vqvae.json"),
+    "rq": ("quantizer.faiss", "quantizer.json"),
+    "opq": ("quantizer.faiss", "quantizer.json"),
+    "pq": ("quantizer.faiss", "quantizer.json"),
+    "lsq": ("quantizer.faiss", "quantizer.json"),
+}
+KINDS = tuple(FILES)
+
+
+def _train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
+    from .vqvae import train_vqvae
+
+    return train_vqvae(x, cfg, log=log)
+
+
+def _train_faiss(kind: str) -> Callable[[np.ndarray, dict[str, Any], Log | None], tuple[Quantizer, History]]:
+    def train(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
+        from .baselines import FaissCodec
+        from .vqvae import usage
+
+        bits = int(cfg["vqvae_num_embeddings"]).bit_length() - 1
+        model = FaissCodec.train(kind, cfg["vqvae_num_codebooks"], bits, x, seed=cfg["seed"],
+                                 train_beam=cfg["vqvae_train_beam"])
+        # nothing to log per epoch; one row, so every run's history has codebook usage
+        return model, [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(x), 1 << bits)}]
+    return train
+
+
+def _load_vqvae(*paths: Path) -> Quantizer:
+    from .vqvae import VQVAE
+
+    return VQVAE.load(*paths)
+
+
+def _load_faiss(*paths: Path) -> Quantizer:
+    from .baselines import FaissCodec
+
+    return FaissCodec.load(*paths)
+
+
+_TRAIN = {"vqvae": _train_vqvae, **{k: _train_faiss(k) for k in ("rq", "opq", "pq", "lsq")}}
+_LOAD = {"vqvae": _load_vqvae, **{k: _load_faiss for k in ("rq", "opq", "pq", "lsq")}}
+
+
+def train(kind: str, x: np.ndarray, cfg: dict[str, Any], log: Log | None = None) -> tuple[Quantizer, History]:
+    """Train the config's quantiser shape (vqvae_num_codebooks x log2 vqvae_num_embeddings bits) on x."""
+    return _TRAIN[kind](x, cfg, log)
+
+
+def load(kind: str, folder: str | Path) -> Quantizer:
+    return _LOAD[kind](*(Path(folder) / name for name in FILES[kind]))
+
+
+def save(kind: str, model: Quantizer, folder: str | Path) -> None:
+    model.save(*(Path(folder) / name for name in FILES[kind]))
