@@ -8,7 +8,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .index import faiss_quiet, no_polysemous, too_few_points
+from .index import faiss_quiet, faiss_threads_for, no_polysemous, too_few_points
 
 FAISS_KINDS = ("pq", "opq", "rq")  # evaluate's default baselines; "lsq" (slow to train) on request
 
@@ -116,12 +116,12 @@ class FaissCodec:
         if kind == "opq":
             # FAISS's default of 50 rotation updates costs minutes on 2 cores for ~0.002 cosine
             faiss.downcast_VectorTransform(index.chain.at(0)).niter = opq_iterations
-            no_polysemous(index)
+        no_polysemous(index)  # index_factory turns it on for 8-bit PQ; nothing here uses it
         for cp in _clustering_params(index):
             cp.seed = seed
             cp.min_points_per_centroid = 1        # small training sets are fine; no warning per call
             cp.max_points_per_centroid = 1 << 20  # and large ones are used whole, not sampled
-        with faiss_quiet() as lines:
+        with faiss_quiet() as lines, faiss_threads_for(len(x)):
             index.train(np.ascontiguousarray(x, np.float32))
         if kind == "rq":
             index.rq.max_beam_size = 8  # encoding
