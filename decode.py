@@ -67,7 +67,13 @@ def run() -> int:
     if not args.codes:
         verify(root, codec.manifest, ["test.scz", "test.txt"])
         originals = (root / "test.txt").read_text(encoding="utf-8").split("\n")
-    every = read_codes(codes_path, expect_fingerprint=codec.fingerprint, expect_shape=code_shape(codec.model)).codes
+    read = read_codes
+    if args.codes:
+        from semcomp.engine_ray import is_sharded, read_sharded_codes, shards_folder
+
+        if is_sharded(codes_path):  # a folder of shards (or its manifest) from `pipeline.py --engine ray`
+            codes_path, read = shards_folder(codes_path), read_sharded_codes
+    every = read(codes_path, expect_fingerprint=codec.fingerprint, expect_shape=code_shape(codec.model)).codes
     codes = every[: args.limit]
     full_out = root / "reconstructions.jsonl" if not args.codes else codes_path.with_suffix(".jsonl")
     # A partial run must not replace the full file (evaluate.py reads ARTIFACTS/reconstructions.jsonl).

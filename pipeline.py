@@ -24,9 +24,15 @@ log = logging.getLogger("semcomp")
 
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--input", help="plain-text file or folder to train on instead of WikiText-2")
+    p.add_argument("--input", help="plain-text file or folder to train on instead of the config's sources; "
+                                   "retrains and replaces the model in the artifacts folder (codes files of the "
+                                   "previous model stop decoding)")
     p.add_argument("--compress", metavar="TEXT", help="compress this text file/folder with the trained model")
     p.add_argument("-o", "--output", help="codes file to write with --compress (default: TEXT.scz)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local: this process (default); ray: Ray Data (a local Ray, or --set ray_address=...) "
+                        "embeds the training sentences, or with --compress embeds and encodes and -o is a "
+                        "folder of codes shards (pip install -r requirements-ray.txt)")
     args = p.parse_args()
     cfg = cli.config_from(args)
     if args.compress:
@@ -36,14 +42,24 @@ def run() -> int:
         src = Path(args.compress)  # notes.txt -> notes.scz; a folder -> its name + .scz, beside it
         out = args.output or str(src.with_suffix(".scz") if src.is_file() and src.suffix != ".scz"
                                  else src.resolve().with_name(src.resolve().name + ".scz"))
-        codec = Codec.load(cfg["artifacts_dir"], cfg)
-        stats = compress(codec, args.compress, out, cfg["show_progress_bar"])
+        if args.engine == "ray":
+            from semcomp.engine_ray import compress_ray, require_ray
+
+            require_ray()  # one line naming the install, before any work
+            stats = compress_ray(Codec.load(cfg["artifacts_dir"], cfg), args.compress, out, cfg)  # out: a folder
+        else:
+            codec = Codec.load(cfg["artifacts_dir"], cfg)
+            stats = compress(codec, args.compress, out, cfg["show_progress_bar"])
         log.info("%d sentences -> %s: %d bytes (UTF-8 text: %d bytes)", stats["sentences"], out,
                  stats["bytes"], stats["utf8_bytes"])
         return 0
     from semcomp.build import build
 
-    m = build(cfg, args.input)
+    if args.engine == "ray":
+        from semcomp.engine_ray import require_ray
+
+        require_ray()
+    m = build(cfg, args.input, engine=args.engine)
     log.info("held-out decoded cosine %.4f at %d bits/sentence; codebook use min %.0f%%",
              m["test_decoded_cosine"] or float("nan"), m["bits_per_sentence"],
              100 * min(c["used"] for c in m["codebook_usage"]))

@@ -111,6 +111,7 @@ class FaissCodec:
         index = faiss.index_factory(x.shape[1], FACTORY[kind].format(m=num_codebooks, b=bits_per_code))
         if kind == "rq":  # beam 8: FAISS's strongest RQ; training with it costs n x beam x d floats
             index.rq.max_beam_size = train_beam
+            index.rq.max_mem_distances = 1 << 28  # its n x N distance table, in slices of 256 MB
             if len(x) < 2 * x.shape[1]:  # progressive-dimension k-means needs more points than dimensions
                 index.rq.train_type = faiss.ResidualQuantizer.Train_default
         if kind == "opq":

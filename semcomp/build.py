@@ -119,8 +119,9 @@ def read_sources(cfg: dict[str, Any], input_path: str | None, cache: Path) -> Sp
     return split_sources(parts, cfg["sample_size"], cfg["test_fraction"], cfg["seed"])
 
 
-def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
-    """Run the whole pipeline; returns the manifest written to artifacts/manifest.json."""
+def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "local") -> dict[str, Any]:
+    """Run the whole pipeline; returns the manifest written to artifacts/manifest.json.
+    engine "ray": the sentences are embedded into the cache by a Ray actor pool first."""
     from . import quantizers
     from .codec import closed_loop_encode
     from .index import build_index, choose_factory, dictionary_search, load_index, save_index, tune_nprobe
@@ -136,6 +137,10 @@ def build(cfg: dict[str, Any], input_path: str | None = None) -> dict[str, Any]:
     with timer("embed"):
         embedder = Embedder(cfg["sbert_model"], cfg["device"], cache, cfg["embed_batch_size"],
                             backend=cfg["embed_backend"])
+        if engine == "ray":
+            from .engine_ray import embed_to_cache
+
+            embed_to_cache(dict_s + test_s, embedder, cfg, show_progress_bar=cfg["show_progress_bar"])
         emb = embedder.encode(dict_s + test_s, show_progress_bar=cfg["show_progress_bar"])
     factory = cfg["index_factory"]
     if factory == "auto":

@@ -56,6 +56,9 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "llm_timeout": (30.0, (float,), (0.1, 600.0), "seconds per LLM call"),
     "llm_max_retries": (4, (int,), (0, 20), "retries on 429/5xx/timeouts, with exponential backoff"),
     "llm_concurrency": (4, (int,), (1, 64), "LLM calls in flight at once"),
+    "ray_address": (None, (str,), None, "--engine ray: a running Ray cluster (auto, ray://HOST:10001, HOST:6379); null: start a local Ray for the command"),
+    "ray_actors": (None, (int,), (1, 100000), "--engine ray: embedding and encoding actors; null: one per CPU of the cluster (one per GPU when embedding on cuda)"),
+    "ray_batch_size": (65536, (int,), (1024, None), "--engine ray: sentences per encode task and per codes shard (rounded up to a multiple of 1,024)"),
 }
 
 
