@@ -1,7 +1,7 @@
 """The general codec's build, measured: stage times, peak memory, disk, decode speed over the full dictionary.
 
     python bench/general.py                 # pipeline.py --config configs/general.json, then the figures
-    python bench/general.py --evaluate      # and evaluate.py on it (baselines trained once, cached)
+    python bench/general.py --evaluate      # and decode.py + evaluate.py at 72 bits (baselines trained once, cached)
 
 Writes bench/results/general.{json,md}. The embedding cache in the config's artifacts folder is
 kept between runs (a first run embeds ~286k sentences: ~15-25 min on 2 cores), so the embed stage
@@ -30,6 +30,7 @@ def run() -> int:
     p.add_argument("--config", default=str(ROOT / "configs" / "general.json"))
     p.add_argument("--evaluate", action="store_true", help="also run evaluate.py (and decode.py before it)")
     p.add_argument("--skip-build", action="store_true", help="measure the artifacts already built")
+    p.add_argument("--baselines", default="pq,opq,rq", help="evaluate.py's baselines (lsq: 25 min to train, then cached)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = p.parse_args()
     from semcomp.config import load_config
@@ -48,7 +49,7 @@ def run() -> int:
     rows["artifacts_mb"] = du_mb(art) - du_mb(art / "cache")
     rows["cache_mb"] = du_mb(art / "cache")
     rows["index_recall_at_10"] = m["index"]["recall_at_10"]
-    rows["index_nprobe"] = m["index"]["nprobe"] or 0
+    rows["index_effort"] = m["index"].get("effort", m["index"].get("nprobe")) or 0
 
     # Similarity decoding of diverse-en test codes against the whole dictionary, after loading.
     from semcomp import Codec
@@ -66,7 +67,7 @@ def run() -> int:
     rows["closed_loop_encode_per_s"] = 2000 / (time.perf_counter() - t)  # embeddings cached: encoding only
 
     if args.evaluate:
-        for script in (["decode.py", "-q"], ["evaluate.py", "-q", "--no-plots"]):
+        for script in (["decode.py", "-q"], ["evaluate.py", "-q", "--sweep", "", "--baselines", args.baselines]):
             t = time.perf_counter()
             subprocess.run([sys.executable, *script, "--config", args.config], check=True, cwd=ROOT)
             rows[f"{script[0].removesuffix('.py')}_s"] = time.perf_counter() - t

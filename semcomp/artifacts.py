@@ -40,6 +40,22 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
+def save_tensors(state: dict[str, Any], shape: dict[str, Any], weights_path: str | Path, shape_path: str | Path) -> None:
+    """A model's tensors as safetensors (never pickle) and its constructor arguments as JSON."""
+    from safetensors.torch import save
+
+    with atomic_write(weights_path) as f:
+        f.write(save({k: v.detach().contiguous() for k, v in state.items()}))
+    write_json(shape_path, shape)
+
+
+def load_tensors(weights_path: str | Path, shape_path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(tensors, constructor arguments) as `save_tensors` wrote them."""
+    from safetensors.torch import load_file
+
+    return load_file(str(weights_path)), json.loads(Path(shape_path).read_text())
+
+
 def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=2, sort_keys=False)

@@ -36,7 +36,7 @@ class Timer(dict):
         self[stage] = round(self.get(stage, 0.0) + time.perf_counter() - t, 3)
 
 
-MODEL_KEYS = ("quantizer", "seed", "batch_size", "vqvae_")
+MODEL_KEYS = ("quantizer", "seed", "batch_size", "vqvae_", "qinco_")
 INDEX_KEYS = ("index_factory", "pq_M", "index_opq_iterations")
 
 
@@ -124,7 +124,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
     engine "ray": the sentences are embedded into the cache by a Ray actor pool first."""
     from . import quantizers
     from .codec import closed_loop_encode
-    from .index import build_index, choose_factory, dictionary_search, load_index, save_index, tune_nprobe
+    from .index import build_index, choose_factory, dictionary_search, load_index, save_index, tune_effort
 
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
@@ -173,21 +173,22 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
 
     with staged_run(root) as stage:
         with timer("index"):
-            if not index_file.exists():
+            if index_file.exists():
+                index = load_index(index_file)
+            else:
                 index = build_index(dict_e, factory.format(pq_M=cfg["pq_M"]), cfg["index_opq_iterations"])
                 save_index(index, index_file)
-            index = load_index(index_file)
             shutil.copyfile(index_file, stage / "index.faiss")
-            # nprobe for recall@10 >= 0.95 on what the decoder searches with: decoded vectors
+            # effort (nprobe, efSearch) for recall@10 >= 0.95 on what the decoder searches with: decoded vectors
             queries = test_e if len(test_e) else dict_e[:1000]
-            nprobe, index_recall = tune_nprobe(index, dict_e, model.decode(model.encode(queries[:1000])),
+            effort, index_recall = tune_effort(index, dict_e, model.decode(model.encode(queries[:1000])),
                                                cfg["search_k"])
         with timer("encode"):
             for name in files:
                 shutil.copyfile(model_dir / name, stage / name)
             fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
             test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"],
-                                            dictionary_search(index, dict_e, cfg, nprobe), dict_e)
+                                            dictionary_search(index, dict_e, cfg, effort), dict_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)
         with timer("write"):
@@ -212,7 +213,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
             "bytes_per_sentence": row_bytes(k, bits),
             "test_decoded_cosine": float((decoded * test_e).sum(1).mean()) if len(test_e) else None,
             "codebook_usage": history[-1]["codebooks"],  # the training set's codes, after training
-            "index": {"factory": factory, "nprobe": nprobe, "search_k": cfg["search_k"],
+            "index": {"factory": factory, "effort": effort, "search_k": cfg["search_k"],
                       "recall_at_10": round(index_recall, 4)},
             "seconds": dict(timer),
             "files": files,

@@ -118,7 +118,8 @@ class Codec:
         from .index import dictionary_search
 
         _, dict_emb, index = self.dictionary
-        return dictionary_search(index, dict_emb, self.cfg, self.manifest.get("index", {}).get("nprobe"))(emb, k)
+        tuned = self.manifest.get("index", {})
+        return dictionary_search(index, dict_emb, self.cfg, tuned.get("effort", tuned.get("nprobe")))(emb, k)
 
     def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
                     originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:

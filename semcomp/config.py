@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,21 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "vqvae_learning_rate": (1e-3, (float,), (0.0, 1.0), "Adam learning rate"),
     "vqvae_epochs": (5, (int,), (1, None), "training epochs"),
     "vqvae_num_codebooks": (8, (int,), (1, 64), "codes per sentence"),
-    "quantizer": ("vqvae", (str,), set(KINDS), "vqvae, or a FAISS quantiser (rq, opq = OPQ+PQ, pq, lsq = LSQ++) at the same bits"),
+    "quantizer": ("vqvae", (str,), set(KINDS), "vqvae; qinco (residual codebooks bent by small networks, "
+                  "the qinco_* keys); or a FAISS quantiser (rq, opq = OPQ+PQ, pq, lsq = LSQ++) at the same bits"),
+    "qinco_embed_dim": (128, (int,), (1, 4096), "QINCo: width each step's network works at"),
+    "qinco_hidden_dim": (256, (int,), (1, 16384), "QINCo: hidden width of each residual MLP block"),
+    "qinco_blocks": (1, (int,), (0, 16), "QINCo: residual MLP blocks a step"),
+    "qinco_beam": (4, (int,), (1, 64), "QINCo encoding: partial codes kept a step (B)"),
+    "qinco_candidates": (8, (int,), (1, 1 << 16), "QINCo encoding: codewords a step, nearest by plain distance, "
+                         "that go through the network (A)"),
+    "qinco_train_candidates": (4, (int,), (1, 1 << 16), "QINCo training: A of the (greedy) encoding of each batch"),
+    "qinco_epochs": (8, (int,), (1, None), "QINCo training epochs"),
+    "qinco_batch_size": (1024, (int,), (1, None), "QINCo training minibatch size"),
+    "qinco_learning_rate": (1e-3, (float,), (0.0, 1.0), "QINCo Adam peak learning rate (warm-up, then cosine)"),
+    "qinco_init_sample": (100000, (int,), (0, None), "QINCo: vectors the FAISS RQ start trains on (0: all); "
+                          "the codebooks are then fine-tuned on all"),
+    "qinco_max_seconds": (None, (float,), (1.0, None), "QINCo: training time limit; epochs that would overrun are dropped"),
     "vqvae_beam": (8, (int,), (1, 64), "beam width of residual encoding (1: greedy)"),
     "vqvae_train_beam": (8, (int,), (1, 64), "beam width used while training the residual codebooks"),
     "vqvae_init_steps": (5, (int,), (1, 100), "progressive-dimension steps of FAISS's residual k-means (its default 10 doubles training for no measured gain)"),
@@ -39,11 +54,11 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "seed": (0, (int,), (0, None), "seed for sampling, initialisation and training"),
     "artifacts_dir": ("artifacts", (str,), None, "where every script reads and writes"),
     "index_factory": ("auto", (str,), None, "FAISS index_factory string ({pq_M} is filled in); auto: chosen "
-                      "from the dictionary's size (Flat below 2,000 sentences, OPQ+PQ, IVF-Flat above 50,000)"),
+                      "from the dictionary's size (Flat below 2,000 sentences, OPQ+PQ, HNSW32 above 50,000)"),
     "index_opq_iterations": (10, (int,), (1, 100), "OPQ rotation updates while training the index"),
     "encode_candidates": (16, (int,), (1, 256), "closed-loop encoding: of the beam's N best codes keep the one that decodes to the dictionary sentence closest to the original (1: plain)"),
-    "search_nprobe": (None, (int,), (1, 1 << 20), "inverted lists visited per query with an IVF index; null: "
-                      "the smallest that reached recall@10 >= 0.95 when the index was built"),
+    "search_effort": (None, (int,), (1, 1 << 20), "search effort a query: IVF lists visited (nprobe) or HNSW "
+                      "efSearch; null: the smallest that reached recall@10 >= 0.95 when the index was built"),
     "search_k": (32, (int,), (1, 10000), "dictionary candidates re-ranked by exact cosine"),
     "show_progress_bar": (True, (bool,), None, "progress bars on long work"),
     "embed_backend": ("auto", (str,), {"auto", "torch", "onnx", "onnx-int8"}, "SBERT runtime; auto: onnx-int8 for the packaged model on CPU (3-4x faster, cosine 0.994 to torch), else torch"),
@@ -143,6 +158,11 @@ def validate(cfg: dict[str, Any]) -> dict[str, Any]:
         if key not in SCHEMA:
             raise _unknown(key)
         out[key] = _check(key, value)
+    if out["quantizer"] != "qinco":  # sentence-transformers' way: say when a setting does nothing
+        unused = sorted(k for k in cfg if k.startswith("qinco_"))
+        if unused:
+            logging.getLogger("semcomp").warning("%s only apply to quantizer 'qinco' (this config: %r)",
+                                                 ", ".join(unused), out["quantizer"])
     n = out["vqvae_num_embeddings"]
     if n & (n - 1):
         raise ConfigError(f"config key 'vqvae_num_embeddings' must be a power of two, got {n}")

@@ -35,6 +35,7 @@ FILES: dict[str, tuple[str, str]] = {
     "opq": ("quantizer.faiss", "quantizer.json"),
     "pq": ("quantizer.faiss", "quantizer.json"),
     "lsq": ("quantizer.faiss", "quantizer.json"),
+    "qinco": ("qinco.safetensors", "qinco.json"),
 }
 KINDS = tuple(FILES)
 
@@ -43,6 +44,12 @@ def _train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Q
     from .vqvae import train_vqvae
 
     return train_vqvae(x, cfg, log=log)
+
+
+def _train_qinco(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
+    from .qinco import train_qinco
+
+    return train_qinco(x, cfg, log)
 
 
 def _train_faiss(kind: str) -> Callable[[np.ndarray, dict[str, Any], Log | None], tuple[Quantizer, History]]:
@@ -64,14 +71,20 @@ def _load_vqvae(*paths: Path) -> Quantizer:
     return VQVAE.load(*paths)
 
 
+def _load_qinco(*paths: Path) -> Quantizer:
+    from .qinco import QINCo
+
+    return QINCo.load(*paths)
+
+
 def _load_faiss(*paths: Path) -> Quantizer:
     from .baselines import FaissCodec
 
     return FaissCodec.load(*paths)
 
 
-_TRAIN = {"vqvae": _train_vqvae, **{k: _train_faiss(k) for k in ("rq", "opq", "pq", "lsq")}}
-_LOAD = {"vqvae": _load_vqvae, **{k: _load_faiss for k in ("rq", "opq", "pq", "lsq")}}
+_TRAIN = {"vqvae": _train_vqvae, "qinco": _train_qinco, **{k: _train_faiss(k) for k in ("rq", "opq", "pq", "lsq")}}
+_LOAD = {"vqvae": _load_vqvae, "qinco": _load_qinco, **{k: _load_faiss for k in ("rq", "opq", "pq", "lsq")}}
 
 
 def train(kind: str, x: np.ndarray, cfg: dict[str, Any], log: Log | None = None) -> tuple[Quantizer, History]:

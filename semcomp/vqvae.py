@@ -16,7 +16,6 @@ What the sweep (bench/VQVAE_SWEEP.md) showed, and so what the defaults are:
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Callable
@@ -182,21 +181,17 @@ class VQVAE(nn.Module):
                          or [torch.zeros(0, self.input_dim)]).numpy()
 
     def save(self, weights_path: str | Path, shape_path: str | Path) -> None:
-        from safetensors.torch import save
+        from .artifacts import save_tensors
 
-        from .artifacts import atomic_write, write_json
-
-        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-        with atomic_write(weights_path) as f:
-            f.write(save(tensors))
-        write_json(shape_path, self.shape)
+        save_tensors(self.state_dict(), self.shape, weights_path, shape_path)
 
     @classmethod
     def load(cls, weights_path: str | Path, shape_path: str | Path) -> "VQVAE":
-        from safetensors.torch import load_file
+        from .artifacts import load_tensors
 
-        model = cls(**json.loads(Path(shape_path).read_text()))
-        model.load_state_dict(load_file(str(weights_path)))
+        state, shape = load_tensors(weights_path, shape_path)
+        model = cls(**shape)
+        model.load_state_dict(state)
         return model.eval()
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from semcomp.index import build_index, search
 
@@ -23,8 +24,8 @@ def test_streamed_ivf_build_from_memmap_finds_the_exact_neighbours(tmp_path):
     np.testing.assert_array_equal(same.search(emb[:20], 5)[1], index.search(emb[:20], 5)[1])
     q = _unit(100, seed=1)
     exact = np.argsort(-(q @ np.asarray(emb).T), axis=1)[:, :10]
-    few, _ = search(index, emb, q, 10, candidates=200, nprobe=1)
-    ids, scores = search(index, emb, q, 10, candidates=200, nprobe=16, chunk=30)  # every list, chunked
+    few, _ = search(index, emb, q, 10, candidates=200, effort=1)
+    ids, scores = search(index, emb, q, 10, candidates=200, effort=16, chunk=30)  # every list, chunked
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact)])
     recall_few = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(few, exact)])
     assert recall > 0.9 and recall_few < 0.6  # every list vs one: nprobe reaches the index
@@ -35,9 +36,23 @@ def test_streamed_ivf_build_from_memmap_finds_the_exact_neighbours(tmp_path):
 def test_ivf_short_lists_never_return_padding_first():
     emb = _unit(600)
     index = build_index(emb, "IVF64,Flat")
-    ids, scores = search(index, emb, emb[:5], 10, candidates=300, nprobe=1)
+    ids, scores = search(index, emb, emb[:5], 10, candidates=300, effort=1)
     assert ids[:, 0].tolist() == list(range(5))  # each vector finds itself
     assert np.isfinite(scores[:, 0]).all()
+
+
+def test_indexes_holding_the_vectors_need_no_rerank():
+    """Flat and IVF-Flat score exactly: with every list probed the result is the brute-force top-k,
+    with the exact cosines, and the dictionary array is never read (a bad one changes nothing)."""
+    emb = _unit(3000)
+    q = _unit(50, seed=2)
+    exact = np.argsort(-(q @ emb.T), axis=1)[:, :10]
+    poison = np.full_like(emb, np.nan)
+    for factory in ("Flat", "IVF32,Flat"):
+        index = build_index(emb, factory)
+        ids, scores = search(index, poison, q, 10, candidates=64, effort=32)
+        np.testing.assert_array_equal(ids, exact)
+        np.testing.assert_allclose(scores, np.take_along_axis(q @ emb.T, exact, 1), atol=1e-5)
 
 
 def test_factory_follows_the_dictionary_size():
@@ -45,24 +60,26 @@ def test_factory_follows_the_dictionary_size():
 
     assert choose_factory(500, 16) == "Flat"
     assert choose_factory(9_000, 16) == "OPQ16,PQ16"
-    assert choose_factory(285_000, 16) == "IVF2048,Flat"  # 4 sqrt(n) = 2,135, to a power of two
+    assert choose_factory(285_000, 16) == "HNSW32"
 
 
-def test_tune_nprobe_reaches_the_recall_target_with_the_smallest_nprobe():
-    from semcomp.index import NPROBES, tune_nprobe
+@pytest.mark.parametrize("factory,kind", [("IVF64,PQ16", "ivf"), ("HNSW8", "hnsw")])
+def test_tune_effort_reaches_the_recall_target_with_the_least_effort(factory, kind):
+    from semcomp.index import EFFORTS, tune_effort
     from semcomp.metrics import exact_topk, recall
 
     emb = _unit(6000)
-    index = build_index(emb, "IVF64,PQ16")
+    index = build_index(emb, factory)
     q = _unit(300, seed=2)
-    nprobe, got = tune_nprobe(index, emb, q, candidates=100, target=0.9)
+    effort, got = tune_effort(index, emb, q, candidates=100, target=0.9)
     truth = exact_topk(emb, q, 10)
-    assert got >= 0.9 and recall(truth, search(index, emb, q, 10, 100, nprobe)[0]) == got
-    smaller = NPROBES[NPROBES.index(nprobe) - 1] if nprobe != NPROBES[0] else None
+    assert got >= 0.9 and recall(truth, search(index, emb, q, 10, 100, effort)[0]) == got
+    efforts = EFFORTS[kind]
+    smaller = efforts[efforts.index(effort) - 1] if effort != efforts[0] else None
     if smaller is not None:  # one step less misses the target
         assert recall(truth, search(index, emb, q, 10, 100, smaller)[0]) < 0.9
     flat = build_index(emb, "Flat")
-    assert tune_nprobe(flat, emb, q, candidates=10) == (None, 1.0)  # exact: nothing to tune
+    assert tune_effort(flat, emb, q, candidates=10) == (None, 1.0)  # exact: nothing to tune
 
 
 def test_faiss_warnings_are_caught_not_printed(capfd):
