@@ -49,23 +49,13 @@ def rate(fn, arg, reps: int = 1) -> tuple[float, np.ndarray]:
 
 
 def qinco_model(cfg: dict, dict_e: np.ndarray, bits: int, cache: Path):
-    """Trained with cfg's qinco_* keys at `bits`, or loaded if this exact run is cached."""
-    from semcomp import quantizers
-    from semcomp.artifacts import write_json
-    from semcomp.build import MODEL_KEYS, _digest
+    """Trained with cfg's qinco_* keys at `bits`, or loaded from where pipeline.py caches the same run."""
+    from semcomp.build import trained_model
 
     k, n = SHAPES[bits]
     cfg = {**cfg, "quantizer": "qinco", "vqvae_num_codebooks": k, "vqvae_num_embeddings": n}
-    folder = cache / f"model-{_digest(dict_e, cfg, MODEL_KEYS)}"  # the folder pipeline.py would reuse
-    if (folder / "history.json").exists():
-        return quantizers.load("qinco", folder), json.loads((folder / "history.json").read_text())
-    t = time.perf_counter()
-    model, history = quantizers.train("qinco", dict_e, cfg,
-                                      log=lambda r: print(f"  epoch {r['epoch']} mse {r['mse']:.4f} "
-                                                          f"{r['seconds']:.0f} s", flush=True))
-    history[-1]["train_s"] = round(time.perf_counter() - t, 1)
-    quantizers.save("qinco", model, folder)
-    write_json(folder / "history.json", history)  # last: marks the model complete, as build does
+    model, history, _ = trained_model(cfg, dict_e, cache, lambda r: print(
+        f"  epoch {r['epoch']} mse {r['mse']:.4f} {r['seconds']:.0f} s", flush=True))
     return model, history
 
 
@@ -100,7 +90,7 @@ def main() -> None:
             if method == "qinco":
                 model, hist = qinco_model(cfg, dict_e, bits, art / "cache")
                 encode, decode = model.encode, model.decode
-                train_s, extra = hist[-1].get("train_s"), {"epochs": len(hist)}
+                train_s, extra = hist[-1]["seconds"], {"epochs": len(hist)}
             else:
                 q = baselines.faiss_quantizer(method, bits, dict_e, cfg["seed"], art / "cache" / "baselines",
                                               train_beam=cfg["vqvae_train_beam"])

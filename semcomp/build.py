@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,6 +45,22 @@ def _digest(emb: np.ndarray, cfg: dict[str, Any], prefixes: tuple[str, ...]) -> 
     h = hashlib.sha256(np.ascontiguousarray(emb).tobytes())
     h.update(json.dumps({k: v for k, v in sorted(cfg.items()) if k.startswith(prefixes)}).encode())
     return h.hexdigest()[:24]
+
+
+def trained_model(cfg: dict[str, Any], emb: np.ndarray, cache: Path,
+                  log_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[Any, list[dict[str, Any]], Path]:
+    """The config's quantiser trained on emb, and the cache folder holding it: loaded when this
+    exact training (vectors and MODEL_KEYS) ran before, since training is deterministic for a seed
+    and retraining would only reproduce an equal model."""
+    from . import quantizers
+
+    folder = cache / f"model-{_digest(emb, cfg, MODEL_KEYS)}"
+    if (folder / "history.json").exists():
+        return quantizers.load(cfg["quantizer"], folder), read_json(folder / "history.json"), folder
+    model, history = quantizers.train(cfg["quantizer"], emb, cfg, log=log_epoch)
+    quantizers.save(cfg["quantizer"], model, folder)
+    write_json(folder / "history.json", history)  # last: marks the cached model complete
+    return model, history, folder
 
 
 SEGMENTER_VERSION = "2"  # bump when split_sentences changes what it returns: cached splits go stale
@@ -158,18 +174,10 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
     bits = bits_per_code(cfg)
     k = cfg["vqvae_num_codebooks"]
     files = quantizers.FILES[cfg["quantizer"]]
-    # A re-run on the same sentences and settings reuses the trained model and index: training
-    # is deterministic for a fixed seed, so retraining would only reproduce the same files.
-    model_dir = cache / f"model-{_digest(dict_e, cfg, MODEL_KEYS)}"
+    # A re-run on the same sentences and settings reuses the trained model and index.
     index_file = cache / f"index-{_digest(dict_e, cfg, INDEX_KEYS)}.faiss"
     with timer("train"):
-        if (model_dir / "history.json").exists():
-            model = quantizers.load(cfg["quantizer"], model_dir)
-            history = read_json(model_dir / "history.json")
-        else:
-            model, history = quantizers.train(cfg["quantizer"], dict_e, cfg, log=epoch_log)
-            quantizers.save(cfg["quantizer"], model, model_dir)
-            write_json(model_dir / "history.json", history)  # last: marks the cached model complete
+        model, history, model_dir = trained_model(cfg, dict_e, cache, epoch_log)
 
     with staged_run(root) as stage:
         with timer("index"):
