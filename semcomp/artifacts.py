@@ -13,6 +13,7 @@ from .errors import UserError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+BASELINES = "baselines"  # cache/ subfolder of trained FAISS quantisers: evaluate.py's baselines and the codecs' RQ starts
 
 
 class ArtifactError(UserError, RuntimeError):

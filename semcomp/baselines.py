@@ -37,32 +37,67 @@ def split_bits(bits: int, dim: int) -> tuple[int, int]:
     raise ValueError(f"cannot split {bits} bits into PQ sub-quantisers of a {dim}-d vector")
 
 
-def faiss_quantizer(kind: str, bits: int, train: np.ndarray, seed: int = 0, cache_dir: str | Path | None = None,
-                    train_beam: int = 8) -> Quantizer:
-    """PQ, OPQ+PQ, residual (beam 8) or LSQ quantiser with exactly `bits` bits per vector, trained on
-    `train` (every row: FAISS's 256-points-a-centroid sampling cap is lifted); with `cache_dir`,
-    trained once per (kind, bits, seed, training vectors) and reloaded after."""
-    m, nbits = split_bits(bits, train.shape[1])
-    path = None
+def faiss_codec(kind: str, num_codebooks: int, bits_per_code: int, train: np.ndarray, seed: int = 0,
+                cache_dir: str | Path | None = None, train_beam: int = 8, dim_steps: int = 10) -> "FaissCodec":
+    """A PQ, OPQ+PQ, residual or LSQ codec trained on every row of `train`; with `cache_dir`, trained
+    once per (kind, shape, seed, settings, training vectors) and reloaded after.
+
+    RQ trains greedily, codebook by codebook, so the first m codebooks of a longer RQ with the same
+    code size, data and settings are exactly the m-codebook RQ (tested): a cached longer one is cut
+    instead of training again: evaluate.py trains RQ-128 (16 x 8) and cuts RQ-64 (8 x 8) from it.
+    The codecs' RQ starts are trained here too, so a codec and a baseline with equal settings share one."""
+    path, longer = None, []
     if cache_dir is not None:
         import hashlib
 
         h = hashlib.sha256(np.ascontiguousarray(train, np.float32).tobytes())
-        h.update(f"{kind}-{m}x{nbits}-{seed}-{train_beam}-v2".encode())
-        path = Path(cache_dir) / f"{kind}-{bits}-{h.hexdigest()[:16]}.faiss"
+        if kind == "rq":  # the key leaves the number of codebooks out: a longer RQ serves shorter ones
+            h.update(f"rq-x{bits_per_code}-{seed}-{train_beam}-{dim_steps}-v3".encode())
+            path = Path(cache_dir) / f"rq-{num_codebooks}x{bits_per_code}-{h.hexdigest()[:16]}.faiss"
+            longer = [p for p in sorted(path.parent.glob(f"rq-*x{bits_per_code}-{h.hexdigest()[:16]}.faiss"))
+                      if int(p.name.split("-")[1].split("x")[0]) > num_codebooks]
+        else:  # unchanged since v2, so quantisers cached then (LSQ: 25 min at 285k) still load
+            h.update(f"{kind}-{num_codebooks}x{bits_per_code}-{seed}-{train_beam}-v2".encode())
+            path = Path(cache_dir) / f"{kind}-{num_codebooks * bits_per_code}-{h.hexdigest()[:16]}.faiss"
     if path is not None and path.exists():
-        codec = FaissCodec(faiss.deserialize_index(np.fromfile(path, dtype=np.uint8)), kind, m, nbits)
+        codec = FaissCodec(faiss.deserialize_index(np.fromfile(path, dtype=np.uint8)), kind,
+                           num_codebooks, bits_per_code)
+    elif path is not None and longer:
+        full = faiss.deserialize_index(np.fromfile(longer[0], dtype=np.uint8))
+        codec = FaissCodec(truncated_rq(full, num_codebooks), kind, num_codebooks, bits_per_code)
     else:
-        codec = FaissCodec.train(kind, m, nbits, train, seed=seed, train_beam=train_beam)
+        codec = FaissCodec.train(kind, num_codebooks, bits_per_code, train, seed=seed, train_beam=train_beam,
+                                 dim_steps=dim_steps)
         if path is not None:
             from .artifacts import atomic_write
 
             with atomic_write(path) as f:
                 f.write(faiss.serialize_index(codec.index).tobytes())
-    if path is not None and codec.below_advice:
-        path.with_suffix(".below-advice").touch()  # remembered with the cached quantiser
-    below = codec.below_advice or (path is not None and path.with_suffix(".below-advice").exists())
-    return Quantizer(f"{kind}-{bits}", codec.index.sa_code_size() * 8, codec.encode, codec.decode, below)
+            if codec.below_advice:
+                path.with_suffix(".below-advice").touch()  # remembered with the cached quantiser
+    codec.below_advice = codec.below_advice or (path is not None and path.with_suffix(".below-advice").exists())
+    return codec
+
+
+def truncated_rq(index: faiss.IndexResidualQuantizer, num_codebooks: int) -> faiss.IndexResidualQuantizer:
+    """The residual quantiser made of the first `num_codebooks` codebooks of a trained one."""
+    rq = index.rq
+    nbits = rq.nbits.at(0)
+    out = faiss.index_factory(index.d, f"RQ{num_codebooks}x{nbits}")
+    cb = faiss.vector_to_array(rq.codebooks)[: num_codebooks * (1 << nbits) * index.d]
+    faiss.copy_array_to_vector(np.ascontiguousarray(cb), out.rq.codebooks)
+    out.rq.is_trained = out.is_trained = True
+    out.rq.max_beam_size = rq.max_beam_size
+    return out
+
+
+def faiss_quantizer(kind: str, bits: int, train: np.ndarray, seed: int = 0, cache_dir: str | Path | None = None,
+                    train_beam: int = 8, dim_steps: int = 10) -> Quantizer:
+    """PQ, OPQ+PQ, residual (beam 8) or LSQ quantiser with exactly `bits` bits per vector (see faiss_codec)."""
+    m, nbits = split_bits(bits, train.shape[1])
+    codec = faiss_codec(kind, m, nbits, train, seed, cache_dir, train_beam, dim_steps)
+    return Quantizer(f"{kind}-{bits}", codec.index.sa_code_size() * 8, codec.encode, codec.decode,
+                     codec.below_advice)
 
 
 def sign_binary(dim: int) -> Quantizer:
@@ -107,11 +142,14 @@ class FaissCodec:
 
     @classmethod
     def train(cls, kind: str, num_codebooks: int, bits_per_code: int, x: np.ndarray,
-              opq_iterations: int = 25, seed: int = 0, train_beam: int = 8) -> "FaissCodec":
+              opq_iterations: int = 25, seed: int = 0, train_beam: int = 8, dim_steps: int = 10) -> "FaissCodec":
         index = faiss.index_factory(x.shape[1], FACTORY[kind].format(m=num_codebooks, b=bits_per_code))
         if kind == "rq":  # beam 8: FAISS's strongest RQ; training with it costs n x beam x d floats
             index.rq.max_beam_size = train_beam
             index.rq.max_mem_distances = 1 << 28  # its n x N distance table, in slices of 256 MB
+            # progressive-dimension k-means steps: FAISS's default 10 for the baselines; the codecs'
+            # RQ starts use vqvae_init_steps (5: half the time, 0.001-0.002 lower cosine as a plain RQ)
+            index.rq.cp.progressive_dim_steps = dim_steps
             if len(x) < 2 * x.shape[1]:  # progressive-dimension k-means needs more points than dimensions
                 index.rq.train_type = faiss.ResidualQuantizer.Train_default
         if kind == "opq":
@@ -130,6 +168,11 @@ class FaissCodec:
         codec.below_advice = too_few_points(lines)
         return codec
 
+    def codebooks(self) -> np.ndarray:
+        """A residual quantiser's codebooks, (K, 2^b, d)."""
+        k, b = self.num_codebooks, self.bits_per_code
+        return faiss.vector_to_array(self.index.rq.codebooks).reshape(k, 1 << b, self.input_dim)
+
     def encode(self, x: np.ndarray) -> np.ndarray:
         packed = self.index.sa_encode(np.ascontiguousarray(x, np.float32))
         k, b = self.num_codebooks, self.bits_per_code
@@ -138,20 +181,17 @@ class FaissCodec:
 
     def candidates(self, x: np.ndarray, n: int) -> np.ndarray:
         """The n lowest-distortion codes of each row, (rows, n, K), best first: a beam search over
-        the K codebooks (RQ: our beam encoder on FAISS's codebooks; PQ, OPQ, LSQ-free: sub-quantiser
+        the K codebooks (RQ: FAISS's beam search, wider; PQ, OPQ, LSQ-free: sub-quantiser
         distances add up independently, so a beam of width n is exact)."""
         x = np.ascontiguousarray(x, np.float32)
         if n <= 1 or self.kind == "lsq":  # LSQ's encoder is an ICM search with no ranked list
             return self.encode(x)[:, None]
         k, size = self.num_codebooks, 1 << self.bits_per_code
-        if self.kind == "rq":
-            import torch
-
-            from .vqvae import ResidualVQ
-
-            rvq = ResidualVQ(self.input_dim, k, size)
-            rvq.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(self.index.rq.codebooks)).view(k, size, -1))
-            return rvq.encode(torch.from_numpy(x), beam=max(8, n), keep=n).numpy()
+        if self.kind == "rq":  # FAISS's own beam search, widened to n, keeps its n best (sorted)
+            rq, beam = self.index.rq, max(8, n)
+            codes = np.empty((len(x), beam, k), np.int32)
+            rq.refine_beam(len(x), 1, faiss.swig_ptr(x), beam, faiss.swig_ptr(codes))
+            return codes[:, :n].astype(np.int64)
         if self.kind == "opq":
             x = faiss.downcast_VectorTransform(self.index.chain.at(0)).apply(x)
             pq = faiss.downcast_index(self.index.index).pq

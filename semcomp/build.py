@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .artifacts import FORMAT_VERSION, MANIFEST, atomic_write, read_json, staged_run, write_json
+from .artifacts import BASELINES, FORMAT_VERSION, MANIFEST, atomic_write, read_json, staged_run, write_json
 from .codes import row_bytes, write_codes
 from .config import bits_per_code
 from .data import DataError, Split, read_source, read_text_input, split_sentences, split_sources
@@ -57,7 +57,7 @@ def trained_model(cfg: dict[str, Any], emb: np.ndarray, cache: Path,
     folder = cache / f"model-{_digest(emb, cfg, MODEL_KEYS)}"
     if (folder / "history.json").exists():
         return quantizers.load(cfg["quantizer"], folder), read_json(folder / "history.json"), folder
-    model, history = quantizers.train(cfg["quantizer"], emb, cfg, log=log_epoch)
+    model, history = quantizers.train(cfg["quantizer"], emb, cfg, log=log_epoch, cache_dir=cache / BASELINES)
     quantizers.save(cfg["quantizer"], model, folder)
     write_json(folder / "history.json", history)  # last: marks the cached model complete
     return model, history, folder
@@ -145,14 +145,15 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
     timer = Timer()
+    embedder = Embedder(cfg["sbert_model"], cfg["device"], cache, cfg["embed_batch_size"],
+                        backend=cfg["embed_backend"])
+    embedder.prepare()  # a first run's ONNX export overlaps segmentation
     with timer("segment"):
         split = read_sources(cfg, input_path, cache)
     dict_s, test_s = split.dictionary, split.test
     log.info("%d sentences: %d dictionary, %d held out", len(dict_s) + len(test_s), len(dict_s), len(test_s))
 
     with timer("embed"):
-        embedder = Embedder(cfg["sbert_model"], cfg["device"], cache, cfg["embed_batch_size"],
-                            backend=cfg["embed_backend"])
         if engine == "ray":
             from .engine_ray import embed_to_cache
 

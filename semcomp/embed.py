@@ -72,22 +72,53 @@ def resolve_backend(backend: str, model: str, device: str) -> str:
     return "onnx-int8" if packaged and resolve_device(device) == "cpu" else "torch"
 
 
+def user_cache() -> Path:
+    """Per-user cache of what is derived from installed packages alone (the ONNX export), shared by
+    every artifacts folder: $SEMCOMP_CACHE, else $XDG_CACHE_HOME/semcomp, else ~/.cache/semcomp."""
+    if os.environ.get("SEMCOMP_CACHE"):
+        return Path(os.environ["SEMCOMP_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "semcomp"
+
+
+def onnx_dir() -> Path:
+    """Where the ONNX graphs of the packaged weights live: one folder per weights and exporter
+    (torch, onnxruntime), since either can change the graph."""
+    from importlib import metadata
+
+    tag = "-".join([PACKAGED_SHA256[:12], *(f"{p}{metadata.version(p)}" for p in ("torch", "onnxruntime"))])
+    return user_cache() / "onnx" / tag
+
+
+_EXPORTS: dict[Path, Any] = {}  # graph path -> the export subprocess still writing it
+
+
+def start_onnx_export(folder: Path, int8: bool) -> None:
+    """Begin exporting the graph in a child process unless it exists or is on its way, so the export
+    (~9 s, once per machine) runs while the caller does other work (the pipeline: segmentation).
+    In a child: export and quantisation peak at 1.3 GB that this process would keep."""
+    import subprocess
+    import sys
+
+    path = folder / ("model-int8.onnx" if int8 else "model.onnx")
+    if path.exists() or path in _EXPORTS:
+        return
+    cmd = [sys.executable, "-m", "semcomp.onnx_embed", str(path)] + (["--int8"] if int8 else [])
+    _EXPORTS[path] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      cwd=Path(__file__).resolve().parents[1])
+
+
 @lru_cache(maxsize=2)
 def _onnx_encoder(folder: str, int8: bool) -> Any:
     """ONNX Runtime encoder, exported from the packaged weights on first use (~9 s)."""
     from .onnx_embed import OnnxEncoder
 
     path = Path(folder) / ("model-int8.onnx" if int8 else "model.onnx")
-    if not path.exists():
-        # In a child process: export and quantisation peak at 1.3 GB that this process would keep.
-        import subprocess
-        import sys
-
-        cmd = [sys.executable, "-m", "semcomp.onnx_embed", str(path)] + (["--int8"] if int8 else [])
-        done = subprocess.run(cmd, capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1])
-        if done.returncode != 0 or not path.exists():
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+    start_onnx_export(Path(folder), int8)
+    if path in _EXPORTS:
+        proc = _EXPORTS.pop(path)
+        _, err = proc.communicate()
+        if proc.returncode != 0 or not path.exists():
+            last = (err.strip().splitlines() or ["no output"])[-1]
             raise ModelError(f"ONNX export failed ({last}); use --set embed_backend=torch")
     return OnnxEncoder(path)
 
@@ -162,12 +193,15 @@ class Embedder:
         self.backend = backend = resolve_backend(backend, model, device)
         if backend != "torch" and model.split("/")[-1] != DEFAULT_MODEL.split("/")[-1]:
             raise ModelError(f"embed_backend {backend!r} is built from the packaged {DEFAULT_MODEL} only")
-        # Without a cache folder the export goes where other model caches live, not into the cwd.
-        xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "semcomp"
-        self.onnx_dir = Path(cache_dir or xdg) / "onnx"
+        self.onnx_dir = onnx_dir()
         # int8 embeddings differ slightly from fp32 ones, so each runtime has its own cache
         self.cache = EmbeddingCache(cache_dir, model + ("" if backend == "torch" else f"@{backend}")) \
             if cache_dir else None
+
+    def prepare(self) -> None:
+        """Start what the first encode would wait for (the ONNX export), without waiting."""
+        if self.backend != "torch":
+            start_onnx_export(self.onnx_dir, self.backend == "onnx-int8")
 
     @property
     def model(self) -> Any:

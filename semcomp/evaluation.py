@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from . import baselines, metrics
-from .artifacts import ArtifactError, verify
+from .artifacts import BASELINES, ArtifactError, verify
 from .codec import Codec
 from .codes import read_codes
 from .embed import Embedder
@@ -98,11 +98,12 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
 
     # Standard quantisers trained on the run's own training vectors (the dictionary), cached by content.
     quantizers: dict[str, baselines.Quantizer] = {}
-    for b in sorted(set(sweep_bits) | {bits}):
+    # Largest first: a shorter RQ of the same code size is cut from a longer one (see faiss_codec).
+    for b in sorted(set(sweep_bits) | {bits}, reverse=True):
         for kind in kinds:
             t = time.perf_counter()
             # RQ trains with the codec's training beam (beam 8 needs n x 8 x d floats: 9 GB at 285k)
-            q = baselines.faiss_quantizer(kind, b, dict_e, cfg["seed"], cache_dir=root / "cache" / "baselines",
+            q = baselines.faiss_quantizer(kind, b, dict_e, cfg["seed"], cache_dir=root / "cache" / BASELINES,
                                           train_beam=codec.cfg["vqvae_train_beam"])
             quantizers[q.name] = q
             log.info("baseline %s ready (%.0f s)", q.name, time.perf_counter() - t)
@@ -164,17 +165,18 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
         by_method.setdefault(r["method"], []).append(r)
     ceiling = [dict_texts[j] for j in ceil_ids[:, 0]]
     floor = [rng.choice(dict_texts) for _ in ids]
-    bert_base = metrics.bertscore_baseline(dict_texts, bert_model, seed=cfg["seed"])
+    # (hypotheses, references, reference embeddings) of every text row, BERTScored in one pass
+    groups = {f"reconstruction:{meth}": ([r["reconstruction"] for r in recs], [test_texts[r["id"]] for r in recs],
+                                         text_e[[r["id"] for r in recs]]) for meth, recs in by_method.items()}
+    groups.update({"ceiling": (ceiling, refs, ref_e), "floor": (floor, refs, ref_e),
+                   "identical": (refs[:200], refs[:200], ref_e[:200])})
+    base_pairs = metrics.baseline_pairs(dict_texts, seed=cfg["seed"])
+    *f1s, base_f1 = metrics.bertscore_groups([g[:2] for g in groups.values()] + [base_pairs], bert_model)
+    bert_base = float(base_f1.mean())
     _, bert_used = metrics.bertscorer(bert_model)
-
-    def score(hyps: list[str], refs_: list[str], ref_e_: np.ndarray) -> dict[str, float]:
-        return metrics.text_metrics(hyps, refs_, ref_embed(hyps), ref_e_, bert_model, bert_base)
-
-    reconstruction = {}
-    for meth, recs in by_method.items():
-        rid = [r["id"] for r in recs]
-        reconstruction[meth] = score([r["reconstruction"] for r in recs], [test_texts[i] for i in rid], text_e[rid])
-    identical = score(refs[:200], refs[:200], ref_e[:200])
+    text = {name: metrics.text_metrics(h, r, ref_embed(h), e, f1, bert_base)
+            for (name, (h, r, e)), f1 in zip(groups.items(), f1s)}
+    reconstruction = {name.split(":", 1)[1]: row for name, row in text.items() if name.startswith("reconstruction:")}
     log.info("stage: text metrics (%.0f s)", time.perf_counter() - t0)
 
     # Compression, from the actual files.
@@ -205,9 +207,9 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
         },
         "similarity_decoding": similarity,
         "reconstruction": reconstruction,
-        "ceiling": score(ceiling, refs, ref_e),
-        "floor": score(floor, refs, ref_e),
-        "identical": identical,
+        "ceiling": text["ceiling"],
+        "floor": text["floor"],
+        "identical": text["identical"],
         "baselines": rows,
         "baselines_below_faiss_advice": sorted(n for n, q in quantizers.items() if q.below_advice),
         "dictionary_size": len(dict_texts),

@@ -96,20 +96,32 @@ def bertscore_f1(hyps: Sequence[str], refs: Sequence[str], model: str) -> tuple[
     return f1.numpy(), used
 
 
-def bertscore_baseline(corpus: Sequence[str], model: str, pairs: int = 500, seed: int = 0) -> float:
-    """Mean F1 of random unrelated sentence pairs from the corpus: bert-score's own baseline method."""
+def bertscore_groups(groups: Sequence[tuple[Sequence[str], Sequence[str]]], model: str) -> list[np.ndarray]:
+    """F1 of each (hypotheses, references) group, in one scoring pass: bert-score embeds each
+    distinct sentence of a call once, and the groups share most of theirs (the same references)."""
+    hyps = [h for g in groups for h in g[0]]
+    refs = [r for g in groups for r in g[1]]
+    if len(hyps) != len(refs):
+        raise ValueError("hypotheses and references are not aligned")
+    f1, _ = bertscore_f1(hyps, refs, model) if hyps else (np.zeros(0, np.float32), "")
+    ends = np.cumsum([len(g[0]) for g in groups])
+    return np.split(f1, ends[:-1])
+
+
+def baseline_pairs(corpus: Sequence[str], pairs: int = 500, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Random unrelated sentence pairs from the corpus: bert-score's own baseline method (its mean
+    F1 is what rescaling subtracts)."""
     rng = random.Random(seed)
     a = [rng.choice(corpus) for _ in range(pairs)]
     b = [rng.choice(corpus) for _ in range(pairs)]
-    return float(bertscore_f1(a, b, model)[0].mean())
+    return a, b
 
 
 def text_metrics(hyps: Sequence[str], refs: Sequence[str], hyp_emb: np.ndarray, ref_emb: np.ndarray,
-                 bert_model: str, bert_baseline: float) -> dict[str, float]:
-    """Each hypothesis against its own reference (same position)."""
-    if len(hyps) != len(refs):
-        raise ValueError("hypotheses and references are not aligned")
-    f1, _ = bertscore_f1(hyps, refs, bert_model)
+                 f1: np.ndarray, bert_baseline: float) -> dict[str, float]:
+    """Each hypothesis against its own reference (same position); f1 from bertscore_groups."""
+    if not len(hyps) == len(refs) == len(f1):
+        raise ValueError("hypotheses, references and BERTScores are not aligned")
     bleu, chrf = bleu_chrf(hyps, refs)
     return {
         "n": len(hyps),

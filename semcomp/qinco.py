@@ -209,25 +209,9 @@ class QINCo:
         return model
 
 
-def rq_codebooks(x: np.ndarray, num_codebooks: int, bits: int, beam: int, dim_steps: int, seed: int) -> torch.Tensor:
-    """FAISS residual-quantiser codebooks (K, 2^b, d) trained on every row of x."""
-    import faiss
-
-    from .index import faiss_quiet
-
-    q = faiss.ResidualQuantizer(x.shape[1], num_codebooks, bits)
-    q.max_beam_size = beam
-    q.cp.seed = seed
-    q.cp.progressive_dim_steps = dim_steps
-    q.cp.min_points_per_centroid = 1
-    q.cp.max_points_per_centroid = 1 << 20
-    with faiss_quiet():
-        q.train(np.ascontiguousarray(x, np.float32))
-    return torch.from_numpy(faiss.vector_to_array(q.codebooks)).view(num_codebooks, 1 << bits, -1)
-
-
 def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[str, Any]], None] | None = None,
-                codebooks: torch.Tensor | None = None) -> tuple[QINCo, list[dict[str, Any]]]:
+                codebooks: torch.Tensor | None = None, cache_dir: str | Path | None = None,
+                ) -> tuple[QINCo, list[dict[str, Any]]]:
     """Fit on unit-norm rows x (n, d) with the config's qinco_* keys; deterministic for a seed.
 
     The FAISS RQ start uses a sample (qinco_init_sample rows): the codebooks are fine-tuned on every
@@ -249,7 +233,10 @@ def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[st
         sub = x if not n_init or n_init >= len(x) else \
             x[np.sort(np.random.default_rng(seed).choice(len(x), n_init, replace=False))]
         log.info("QINCo: %d codebooks of %d entries; FAISS RQ start on %d of %d vectors", k, 1 << bits, len(sub), len(x))
-        codebooks = rq_codebooks(sub, k, bits, cfg["vqvae_train_beam"], cfg["vqvae_init_steps"], seed)
+        from .baselines import faiss_codec
+
+        rq = faiss_codec("rq", k, bits, sub, seed, cache_dir, cfg["vqvae_train_beam"], cfg["vqvae_init_steps"])
+        codebooks = torch.from_numpy(rq.codebooks())
     model.set_codebooks(codebooks)
     t_init = time.perf_counter() - t0
 

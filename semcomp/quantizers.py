@@ -40,26 +40,29 @@ FILES: dict[str, tuple[str, str]] = {
 KINDS = tuple(FILES)
 
 
-def _train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
+Cache = Path | None  # where FAISS quantisers are kept (evaluate.py's baselines): the RQ starts too
+
+
+def _train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Log | None, cache: Cache) -> tuple[Quantizer, History]:
     from .vqvae import train_vqvae
 
-    return train_vqvae(x, cfg, log=log)
+    return train_vqvae(x, cfg, log=log, cache_dir=cache)
 
 
-def _train_qinco(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
+def _train_qinco(x: np.ndarray, cfg: dict[str, Any], log: Log | None, cache: Cache) -> tuple[Quantizer, History]:
     from .qinco import train_qinco
 
-    return train_qinco(x, cfg, log)
+    return train_qinco(x, cfg, log, cache_dir=cache)
 
 
-def _train_faiss(kind: str) -> Callable[[np.ndarray, dict[str, Any], Log | None], tuple[Quantizer, History]]:
-    def train(x: np.ndarray, cfg: dict[str, Any], log: Log | None) -> tuple[Quantizer, History]:
-        from .baselines import FaissCodec
+def _train_faiss(kind: str) -> Callable[[np.ndarray, dict[str, Any], Log | None, Cache], tuple[Quantizer, History]]:
+    def train(x: np.ndarray, cfg: dict[str, Any], log: Log | None, cache: Cache) -> tuple[Quantizer, History]:
+        from .baselines import faiss_codec
         from .vqvae import usage
 
         bits = int(cfg["vqvae_num_embeddings"]).bit_length() - 1
-        model = FaissCodec.train(kind, cfg["vqvae_num_codebooks"], bits, x, seed=cfg["seed"],
-                                 train_beam=cfg["vqvae_train_beam"])
+        model = faiss_codec(kind, cfg["vqvae_num_codebooks"], bits, x, cfg["seed"], cache,
+                            cfg["vqvae_train_beam"], cfg["vqvae_init_steps"])
         # nothing to log per epoch; one row, so every run's history has codebook usage
         return model, [{"epoch": 0, "loss": None, "codebooks": usage(model.encode(x), 1 << bits)}]
     return train
@@ -87,9 +90,11 @@ _TRAIN = {"vqvae": _train_vqvae, "qinco": _train_qinco, **{k: _train_faiss(k) fo
 _LOAD = {"vqvae": _load_vqvae, "qinco": _load_qinco, **{k: _load_faiss for k in ("rq", "opq", "pq", "lsq")}}
 
 
-def train(kind: str, x: np.ndarray, cfg: dict[str, Any], log: Log | None = None) -> tuple[Quantizer, History]:
-    """Train the config's quantiser shape (vqvae_num_codebooks x log2 vqvae_num_embeddings bits) on x."""
-    return _TRAIN[kind](x, cfg, log)
+def train(kind: str, x: np.ndarray, cfg: dict[str, Any], log: Log | None = None,
+          cache_dir: str | Path | None = None) -> tuple[Quantizer, History]:
+    """Train the config's quantiser shape (vqvae_num_codebooks x log2 vqvae_num_embeddings bits) on x;
+    FAISS quantisers it trains on the way are kept in (and reused from) cache_dir."""
+    return _TRAIN[kind](x, cfg, log, Path(cache_dir) if cache_dir else None)
 
 
 def load(kind: str, folder: str | Path) -> Quantizer:

@@ -64,25 +64,15 @@ class ResidualVQ(nn.Module):
             resid = resid - self.codebooks[i][torch.cdist(resid, self.codebooks[i]).argmin(1)]
 
     @torch.no_grad()
-    def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int, dim_steps: int = 10) -> None:
-        """Codebooks from FAISS's residual quantiser training (progressive-dimension k-means on the
-        beam's residuals): it generalises better than greedy level-by-level k-means on small sets."""
-        import faiss
+    def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int, dim_steps: int = 5,
+                      cache_dir: str | Path | None = None) -> None:
+        """Codebooks from FAISS's residual quantiser (progressive-dimension k-means on the beam's
+        residuals): it generalises better than greedy level-by-level k-means on small sets. Trained
+        through evaluate's baseline cache, so the RQ baseline at this size costs nothing more."""
+        from .baselines import faiss_codec
 
-        q = faiss.ResidualQuantizer(self.sub, self.k, int(math.log2(self.n)))
-        q.max_beam_size = beam
-        q.cp.seed = seed
-        q.cp.progressive_dim_steps = dim_steps
-        q.cp.min_points_per_centroid = 1  # small corpora are fine; silences FAISS's warning
-        # FAISS samples 256 points a centroid by default: 131k of 270k vectors for 512 entries,
-        # silently. Train on all of them.
-        q.cp.max_points_per_centroid = 1 << 20
-        q.max_mem_distances = 1 << 28  # FAISS's n x N distance table, in slices of 256 MB (583 MB at 285k)
-        from .index import faiss_quiet
-
-        with faiss_quiet():
-            q.train(np.ascontiguousarray(z.cpu().numpy(), dtype=np.float32))
-        self.codebooks.copy_(torch.from_numpy(faiss.vector_to_array(q.codebooks)).view(self.k, self.n, self.sub))
+        rq = faiss_codec("rq", self.k, int(math.log2(self.n)), z.cpu().numpy(), seed, cache_dir, beam, dim_steps)
+        self.codebooks.copy_(torch.from_numpy(rq.codebooks()))
 
     @torch.no_grad()
     def encode(self, z: torch.Tensor, beam: int = 8, chunk: int = 1024, keep: int = 0) -> torch.Tensor:
@@ -205,9 +195,10 @@ def usage(codes: np.ndarray, num_embeddings: int) -> list[dict[str, float]]:
     return out
 
 
-def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
-                log: Callable[[dict[str, Any]], None] | None = None) -> tuple[VQVAE, list[dict[str, Any]]]:
-    """Train on unit-norm embeddings x (n, d); deterministic for a fixed cfg['seed']."""
+def train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Callable[[dict[str, Any]], None] | None = None,
+                cache_dir: str | Path | None = None) -> tuple[VQVAE, list[dict[str, Any]]]:
+    """Train on unit-norm embeddings x (n, d); deterministic for a fixed cfg['seed']. `cache_dir`:
+    where FAISS quantisers are cached (the RQ start is one)."""
     seed = cfg["seed"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -230,7 +221,7 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any],
 
         logging.getLogger("semcomp").info("training %d codebooks of %d entries on %d vectors", k, n, len(xt))
         if cfg["vqvae_init"] == "faiss_rq":
-            model.vq.faiss_rq_init(z, cfg.get("vqvae_train_beam", beam), seed, cfg.get("vqvae_init_steps", 10))
+            model.vq.faiss_rq_init(z, cfg["vqvae_train_beam"], seed, cfg["vqvae_init_steps"], cache_dir)
         else:
             model.vq.kmeans_init(z, seed)
         codes = model.vq.encode(z, beam)

@@ -31,27 +31,30 @@ def _export_onnx(path: Path, int8: bool) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def onnx_dir(tmp_path_factory) -> Path:
-    """A folder with the int8 ONNX graph, exported once per session (~9 s each time)."""
-    pytest.importorskip("onnxruntime")
-    folder = tmp_path_factory.mktemp("onnx")
-    _export_onnx(folder / "model-int8.onnx", int8=True)
+@pytest.fixture(scope="session", autouse=True)
+def user_cache(tmp_path_factory) -> Path:
+    """The per-user cache (the ONNX export) in a session folder: tests neither read a graph left in
+    ~/.cache by another version nor write there. Child processes (the CLI tests) inherit it."""
+    folder = tmp_path_factory.mktemp("user-cache")
+    os.environ["SEMCOMP_CACHE"] = str(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def onnx_dir(user_cache) -> Path:
+    """The user cache's folder of ONNX graphs, with the int8 one exported once per session (~9 s):
+    every Embedder of the session finds it there."""
+    pytest.importorskip("onnxruntime")
+    from semcomp.embed import onnx_dir as folder
+
+    _export_onnx(folder() / "model-int8.onnx", int8=True)
+    return folder()
 
 
 @pytest.fixture(scope="session")
 def onnx_fp32(onnx_dir) -> Path:
     """The fp32 graph beside it, for the tests that compare the two (only they pay its export)."""
     return _export_onnx(onnx_dir / "model.onnx", int8=False)
-
-
-def share_onnx(cache_dir: Path, onnx_dir: Path) -> None:
-    """Make an Embedder with this cache_dir find the session's int8 graph instead of exporting its own:
-    Embedder looks in cache_dir/onnx (a link, so copying the cache copies the file, not the link)."""
-    target = Path(cache_dir) / "onnx" / "model-int8.onnx"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.symlink_to(onnx_dir / "model-int8.onnx")
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +66,6 @@ def built(tmp_path_factory, request) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("artifacts")
     cfg = small_config(root)
     if resolve_backend(cfg["embed_backend"], cfg["sbert_model"], cfg["device"]) == "onnx-int8":
-        share_onnx(root / "cache", request.getfixturevalue("onnx_dir"))
+        request.getfixturevalue("onnx_dir")  # the session's export, before the build would start its own
     manifest = build(cfg)
     return root, manifest

@@ -83,3 +83,49 @@ def test_code_shape_of_each_quantiser():
 def test_folder_is_not_a_codes_file(tmp_path):
     with pytest.raises(ArtifactError, match="not found"):
         read_codes(tmp_path)
+
+
+def test_shorter_rq_is_cut_from_a_cached_longer_one(tmp_path, monkeypatch):
+    """RQ trains codebook by codebook, so evaluate.py cuts RQ-64 from RQ-128: the cut must be
+    exactly what training the shorter one would give, and must not train."""
+    import faiss
+
+    from semcomp import baselines
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    direct = baselines.faiss_codec("rq", 2, 4, x, seed=3)
+    baselines.faiss_codec("rq", 4, 4, x, seed=3, cache_dir=tmp_path)
+
+    def no_training(*a, **k):
+        raise AssertionError("trained instead of cutting the cached RQ")
+    monkeypatch.setattr(baselines.FaissCodec, "train", no_training)
+    cut = baselines.faiss_codec("rq", 2, 4, x, seed=3, cache_dir=tmp_path)
+    np.testing.assert_array_equal(cut.codebooks(), direct.codebooks())
+    np.testing.assert_array_equal(cut.encode(x), direct.encode(x))
+    np.testing.assert_allclose(cut.decode(cut.encode(x)), direct.decode(direct.encode(x)))
+    assert isinstance(cut.index, faiss.IndexResidualQuantizer) and cut.index.sa_code_size() == 1
+    with pytest.raises(AssertionError):  # another seed is another quantiser: nothing to cut from
+        baselines.faiss_codec("rq", 2, 4, x, seed=4, cache_dir=tmp_path)
+
+
+def test_rq_candidates_are_its_beam(tmp_path):
+    """FAISS's beam search, widened: the first candidate is at least as good as FAISS's own
+    encoding (beam 8), all are distinct, and their distortion never decreases."""
+    from semcomp.baselines import faiss_codec
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((800, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    c = faiss_codec("rq", 3, 4, x)
+    cand = c.candidates(x[:50], 12)
+    assert cand.shape == (50, 12, 3)
+    cb = c.codebooks()
+
+    def err(codes):
+        return ((x[:50, None] - sum(cb[k][codes[:, :, k]] for k in range(3))) ** 2).sum(-1)
+    e = err(cand)
+    assert (np.diff(e, axis=1) >= -1e-5).all()
+    assert (e[:, 0] <= err(c.encode(x[:50])[:, None])[:, 0] + 1e-5).all()
+    assert all(len({tuple(r) for r in rows}) == 12 for rows in cand)

@@ -5,7 +5,6 @@ import pytest
 
 from semcomp.embed import Embedder, ModelError, packaged_model_dir
 
-from conftest import share_onnx
 
 SENTS = ["The lobster is a large crustacean with a hard shell.", "It lives in the eastern Atlantic Ocean.",
          "Football is the most popular sport in Brazil."]
@@ -60,10 +59,14 @@ def test_cache_embeds_each_text_once(tmp_path):
 
 
 def test_onnx_int8_backend_through_embedder(tmp_path, onnx_dir):
-    share_onnx(tmp_path, onnx_dir)  # the session's export, not a second one
+    graph = onnx_dir / "model-int8.onnx"
+    before = graph.stat().st_mtime_ns
     torch_e = Embedder().encode(SENTS + KNOWN)
-    int8_e = Embedder(cache_dir=tmp_path, backend="onnx-int8").encode(SENTS + KNOWN)
-    assert (tmp_path / "onnx" / "model-int8.onnx").is_symlink()  # still the link: nothing exported
+    embedder = Embedder(cache_dir=tmp_path, backend="onnx-int8")
+    int8_e = embedder.encode(SENTS + KNOWN)
+    # the per-user export is found and used, not exported again into the artifacts' cache
+    assert embedder.onnx_dir == onnx_dir and graph.stat().st_mtime_ns == before
+    assert not (tmp_path / "onnx").exists()
     assert float((torch_e * int8_e).sum(1).min()) > 0.98
     np.testing.assert_allclose(int8_e[3:] @ int8_e[3:].T, KNOWN_COS, atol=0.03)
 

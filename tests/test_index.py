@@ -58,7 +58,7 @@ def test_indexes_holding_the_vectors_need_no_rerank():
 def test_factory_follows_the_dictionary_size():
     from semcomp.index import choose_factory
 
-    assert choose_factory(500, 16) == "Flat"
+    assert choose_factory(500, 16) == choose_factory(4_999, 16) == "Flat"
     assert choose_factory(9_000, 16) == "OPQ16,PQ16"
     assert choose_factory(285_000, 16) == "HNSW32"
 

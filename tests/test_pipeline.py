@@ -249,7 +249,10 @@ def test_qinco_selectable(built, tmp_path):
     from conftest import small_config
 
     from semcomp.build import build
-    from semcomp.qinco import QINCo, rq_codebooks
+    import torch
+
+    from semcomp.baselines import faiss_codec
+    from semcomp.qinco import QINCo
 
     root, _ = built
     shutil.copytree(root / "cache", tmp_path / "cache")
@@ -264,7 +267,7 @@ def test_qinco_selectable(built, tmp_path):
     np.testing.assert_array_equal(codes, codec.encode(test_e))
     dict_e = np.load(tmp_path / "dictionary.npy")
     start = QINCo(**codec.model.shape)
-    start.set_codebooks(rq_codebooks(dict_e, 4, 4, 8, 5, 0))
+    start.set_codebooks(torch.from_numpy(faiss_codec("rq", 4, 4, dict_e, 0, None, 8, 5).codebooks()))
     cos = [float((q.decode(q.encode(dict_e)) * dict_e).sum(1).mean()) for q in (start, codec.model)]
     assert cos[1] > cos[0] + 0.005, cos
     assert len(codec.reconstruct(codes[:5])) == 5

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from semcomp.config import load_config
-from semcomp.qinco import QINCo, rq_codebooks, train_qinco
+from semcomp.baselines import faiss_codec
+from semcomp.qinco import QINCo, train_qinco
 
 D, K, B = 32, 3, 4  # 3 codebooks of 16 entries on 32-d vectors
 
@@ -60,7 +61,7 @@ def test_starts_exactly_as_faiss_rq(data: np.ndarray) -> None:
     bits = ((codes[:, :, None] >> np.arange(B)) & 1).reshape(len(codes), -1).astype(np.uint8)
     packed = np.packbits(bits, axis=1, bitorder="little")  # FAISS packs codes least significant bit first
     np.testing.assert_allclose(model.decode(codes), unit(rq.decode(packed)), rtol=0, atol=1e-6)
-    assert rq_codebooks(data, K, B, 1, 10, 0).shape == (K, 1 << B, D)
+    assert faiss_codec("rq", K, B, data, 0, None, 1, 10).codebooks().shape == (K, 1 << B, D)
 
 
 def test_full_search_is_exhaustive(data: np.ndarray, trained: tuple[QINCo, list]) -> None:
@@ -79,7 +80,8 @@ def test_full_search_is_exhaustive(data: np.ndarray, trained: tuple[QINCo, list]
 def test_training_beats_its_rq_start(data: np.ndarray, trained: tuple[QINCo, list]) -> None:
     model, hist = trained
     start = QINCo(**model.shape)
-    start.set_codebooks(rq_codebooks(data, K, B, 1, 5, 0))  # what training starts from (same seed)
+    # what training starts from (same seed and settings)
+    start.set_codebooks(torch.from_numpy(faiss_codec("rq", K, B, data, 0, None, 1, 5).codebooks()))
     assert hist[-1]["loss"] < hist[0]["loss"]
     before = sq_err(start, data, start.encode(data)).mean()
     after = sq_err(model, data, model.encode(data)).mean()

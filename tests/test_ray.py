@@ -29,7 +29,7 @@ from semcomp.engine_ray import (SHARDS_MANIFEST, RayMissingError, block_size, by
                                 embed_to_cache, input_files, is_sharded, read_sharded_codes, require_ray,
                                 shards_folder)
 
-from conftest import SHARED, share_onnx
+from conftest import SHARED
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 128          # CACHE_CHUNK for these tests: several embedding chunks from a small document
@@ -62,11 +62,10 @@ def document(tmp_path_factory, built) -> Path:
     return folder
 
 
-def artifacts_copy(built, dst: Path, onnx_dir: Path) -> Path:
+def artifacts_copy(built, dst: Path) -> Path:
     """A fresh copy of the session's artifacts: every run here starts from the same cache."""
     root, _ = built
-    shutil.copytree(root, dst, symlinks=True, ignore=shutil.ignore_patterns("onnx"))
-    share_onnx(dst / "cache", onnx_dir)
+    shutil.copytree(root, dst)
     return dst
 
 
@@ -78,7 +77,7 @@ def config(artifacts: Path, *sets: str) -> dict:
 def local_run(built, document, onnx_dir, tmp_path_factory):
     """`--engine local` on the document: (artifacts, codes file)."""
     work = tmp_path_factory.mktemp("local")
-    art = artifacts_copy(built, work / "artifacts", onnx_dir)
+    art = artifacts_copy(built, work / "artifacts")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(embed_mod, "CACHE_CHUNK", CHUNK)
         cfg = config(art)
@@ -92,7 +91,7 @@ def ray_run(built, document, onnx_dir, local_ray, tmp_path_factory):
     encoding worker killed on their first call (os._exit, as the OOM killer would): Ray restarts
     them and retries their work. Returns (artifacts, shards folder, stats, kill markers)."""
     work = tmp_path_factory.mktemp("ray")
-    art = artifacts_copy(built, work / "artifacts", onnx_dir)
+    art = artifacts_copy(built, work / "artifacts")
     markers = {"embed": work / "embed.killed", "encode": work / "encode.killed"}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(embed_mod, "CACHE_CHUNK", CHUNK)
@@ -184,7 +183,6 @@ def test_embed_to_cache_writes_the_local_paths_cache(built, onnx_dir, local_ray,
     texts = texts + texts[:30]  # repeats are embedded once
     caches = {}
     for name in ("local", "ray"):
-        share_onnx(tmp_path / name, onnx_dir)
         caches[name] = Embedder(embed_mod.DEFAULT_MODEL, "cpu", tmp_path / name, 32, backend="onnx-int8")
         caches[name].encode(texts[100:140])  # a cache that already holds some of them
     local, remote = caches["local"], caches["ray"]
