@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,7 @@ def onnx_dir() -> Path:
     return user_cache() / "onnx" / tag
 
 
-_EXPORTS: dict[Path, Any] = {}  # graph path -> the export subprocess still writing it
+_EXPORTS: dict[Path, tuple[Any, Any]] = {}  # graph path -> (export subprocess still writing it, its stderr file)
 
 
 def start_onnx_export(folder: Path, int8: bool) -> None:
@@ -103,8 +104,11 @@ def start_onnx_export(folder: Path, int8: bool) -> None:
     if path.exists() or path in _EXPORTS:
         return
     cmd = [sys.executable, "-m", "semcomp.onnx_embed", str(path)] + (["--int8"] if int8 else [])
-    _EXPORTS[path] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                      cwd=Path(__file__).resolve().parents[1])
+    # stderr to a file, not a pipe: nobody reads a pipe until the export is waited for, and a full
+    # one would stall the child
+    err = tempfile.TemporaryFile("w+")
+    _EXPORTS[path] = (subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err,
+                                       cwd=Path(__file__).resolve().parents[1]), err)
 
 
 @lru_cache(maxsize=2)
@@ -115,10 +119,12 @@ def _onnx_encoder(folder: str, int8: bool) -> Any:
     path = Path(folder) / ("model-int8.onnx" if int8 else "model.onnx")
     start_onnx_export(Path(folder), int8)
     if path in _EXPORTS:
-        proc = _EXPORTS.pop(path)
-        _, err = proc.communicate()
+        proc, err = _EXPORTS.pop(path)
+        with err:
+            proc.wait()
+            err.seek(0)
+            last = (err.read().strip().splitlines() or ["no output"])[-1]
         if proc.returncode != 0 or not path.exists():
-            last = (err.strip().splitlines() or ["no output"])[-1]
             raise ModelError(f"ONNX export failed ({last}); use --set embed_backend=torch")
     return OnnxEncoder(path)
 

@@ -67,8 +67,8 @@ class ResidualVQ(nn.Module):
     def faiss_rq_init(self, z: torch.Tensor, beam: int, seed: int, dim_steps: int = 5,
                       cache_dir: str | Path | None = None) -> None:
         """Codebooks from FAISS's residual quantiser (progressive-dimension k-means on the beam's
-        residuals): it generalises better than greedy level-by-level k-means on small sets. Trained
-        through evaluate's baseline cache, so the RQ baseline at this size costs nothing more."""
+        residuals): it generalises better than greedy level-by-level k-means on small sets. Cached with
+        evaluate's baselines, which reuse it when their settings match (vqvae_init_steps=10)."""
         from .baselines import faiss_codec
 
         rq = faiss_codec("rq", self.k, int(math.log2(self.n)), z.cpu().numpy(), seed, cache_dir, beam, dim_steps)

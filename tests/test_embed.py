@@ -113,3 +113,19 @@ def test_cache_grows_in_chunks_and_a_killed_run_resumes(tmp_path, monkeypatch):
     fresh = _Counting(tmp_path / "other").encode(texts)
     np.testing.assert_array_equal(out, fresh)  # rows come back in the caller's order, from every chunk
     assert len(list((tmp_path / "embeddings-sentence-transformers__all-MiniLM-L6-v2").glob("*.keys.npy"))) == 5
+
+
+def test_failed_onnx_export_is_one_clear_error(tmp_path, monkeypatch):
+    """The export runs in the background from prepare(); when it fails, the first encode says so in
+    one line naming the fix, and no graph is left half-written."""
+    import sys
+
+    from semcomp.embed import ModelError
+
+    monkeypatch.setenv("SEMCOMP_CACHE", str(tmp_path / "user"))
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # the child exits 1, silently
+    embedder = Embedder(cache_dir=tmp_path / "cache", backend="onnx-int8")
+    embedder.prepare()
+    with pytest.raises(ModelError, match="ONNX export failed.*embed_backend=torch"):
+        embedder.encode(SENTS)
+    assert not list((tmp_path / "user").rglob("*.onnx"))
