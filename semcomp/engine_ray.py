@@ -265,7 +265,15 @@ def _embedder_spec(embedder: embed_mod.Embedder, device: str) -> dict[str, Any]:
         path = Path(embedder.onnx_dir) / ("model-int8.onnx" if embedder.backend == "onnx-int8" else "model.onnx")
         if not path.exists():
             _ = embedder.model  # exported once, here, in a child process (as Embedder does); actors load it
-        spec["onnx_path"] = str(path)
+        # Actors on other nodes cannot see this machine's per-user cache: they read one copy of the
+        # graph in the artifacts cache, which every node mounts, so every node embeds with the same bytes.
+        shared = embedder.cache.dir.parent / "onnx" / path.parent.name / path.name
+        if not shared.exists():
+            from .artifacts import atomic_write
+
+            with atomic_write(shared) as f:
+                f.write(path.read_bytes())
+        spec["onnx_path"] = str(shared)
     return spec
 
 

@@ -265,3 +265,15 @@ def test_int8_vectors_depend_on_the_batch(onnx_dir, built):
     alone = enc.encode(texts[:4], batch_size=64)
     assert not np.array_equal(together[:4], alone)
     assert np.array_equal(enc.encode(texts, batch_size=64), together)  # but deterministic for a batch
+
+
+def test_actors_read_the_graph_from_the_artifacts_cache(built, onnx_dir, tmp_path):
+    """Actors on other nodes cannot see the driver's per-user cache: the spec they get points at a
+    byte-identical copy inside the artifacts cache, which every node mounts."""
+    from semcomp.engine_ray import _embedder_spec
+
+    embedder = Embedder(embed_mod.DEFAULT_MODEL, "cpu", tmp_path / "cache", 32, backend="onnx-int8")
+    spec = _embedder_spec(embedder, "cpu")
+    shared = Path(spec["onnx_path"])
+    assert shared.is_relative_to(tmp_path / "cache")
+    assert shared.read_bytes() == (onnx_dir / "model-int8.onnx").read_bytes()
