@@ -199,14 +199,14 @@ class Embedder:
         self.backend = backend = resolve_backend(backend, model, device)
         if backend != "torch" and model.split("/")[-1] != DEFAULT_MODEL.split("/")[-1]:
             raise ModelError(f"embed_backend {backend!r} is built from the packaged {DEFAULT_MODEL} only")
-        self.onnx_dir = onnx_dir()
+        self.onnx_dir = onnx_dir() if backend != "torch" else None
         # int8 embeddings differ slightly from fp32 ones, so each runtime has its own cache
         self.cache = EmbeddingCache(cache_dir, model + ("" if backend == "torch" else f"@{backend}")) \
             if cache_dir else None
 
     def prepare(self) -> None:
         """Start what the first encode would wait for (the ONNX export), without waiting."""
-        if self.backend != "torch":
+        if self.onnx_dir is not None:
             start_onnx_export(self.onnx_dir, self.backend == "onnx-int8")
 
     @property
