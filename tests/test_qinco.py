@@ -77,6 +77,22 @@ def test_full_search_is_exhaustive(data: np.ndarray, trained: tuple[QINCo, list]
     assert (sq_err(model, x, model.encode(x)) >= best - 1e-5).all()  # the default search is not better
 
 
+@pytest.mark.parametrize("blocks", [0, 2])
+def test_search_exact_at_any_depth(data: np.ndarray, blocks: int) -> None:
+    """The encoder's tabulated first layer (Step.hidden_tab) against the plain network, with random
+    bent codebooks: the full search still finds the brute-force minimum with 0 or 2 blocks."""
+    torch.manual_seed(blocks)
+    model = QINCo(D, K, B, embed_dim=16, hidden_dim=32, num_blocks=blocks, candidates=1 << B, beam=(1 << B) ** 2)
+    model.set_codebooks(0.3 * torch.randn(K, 1 << B, D))
+    with torch.no_grad():
+        for p in model.net.steps.parameters():
+            p.add_(0.2 * torch.randn_like(p))  # the zero output layer would hide the networks
+    x = data[:20]
+    every = np.array(list(itertools.product(range(1 << B), repeat=K)))
+    best = np.stack([sq_err(model, np.repeat(row[None], len(every), 0), every).min() for row in x])
+    np.testing.assert_allclose(sq_err(model, x, model.encode(x)), best, rtol=1e-4, atol=1e-5)
+
+
 def test_training_beats_its_rq_start(data: np.ndarray, trained: tuple[QINCo, list]) -> None:
     model, hist = trained
     start = QINCo(**model.shape)
