@@ -66,6 +66,9 @@ def main() -> None:
     ap.add_argument("--methods", default="rq,lsq,qinco")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (qinco_*)")
     ap.add_argument("--stsb", default=str(ROOT.parent / "shared" / "data" / "stsb" / "sts-dev.csv"))
+    ap.add_argument("--train-sample", type=int, default=None, metavar="N",
+                    help="train every method on a seeded sample of N training vectors (data scaling); "
+                         "recall is still against the whole dictionary")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "qinco"))
     args = ap.parse_args()
 
@@ -81,23 +84,28 @@ def main() -> None:
     if Path(args.stsb).exists():
         s1, s2, gold = metrics.load_stsb(Path(args.stsb))
         stsb = codec.embed(s1), codec.embed(s2), gold
-    print(f"training vectors {len(dict_e)}; " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()), flush=True)
+    train_e = dict_e
+    if args.train_sample and args.train_sample < len(dict_e):
+        pick = np.sort(np.random.default_rng(cfg["seed"]).choice(len(dict_e), args.train_sample, replace=False))
+        train_e = np.ascontiguousarray(dict_e[pick])
+    print(f"training vectors {len(train_e)} of {len(dict_e)}; " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()), flush=True)
 
     rows = []
     for bits in map(int, args.bits.split(",")):
         for method in args.methods.split(","):
             t = time.perf_counter()
             if method == "qinco":
-                model, hist = qinco_model(cfg, dict_e, bits, art / "cache")
+                model, hist = qinco_model(cfg, train_e, bits, art / "cache")
                 encode, decode = model.encode, model.decode
                 train_s, extra = hist[-1]["seconds"], {"epochs": len(hist)}
             else:
-                q = baselines.faiss_quantizer(method, bits, dict_e, cfg["seed"], art / "cache" / "baselines",
+                q = baselines.faiss_quantizer(method, bits, train_e, cfg["seed"], art / "cache" / "baselines",
                                               train_beam=cfg["vqvae_train_beam"])
                 encode, decode, extra = q.encode, q.decode, {}
                 train_s = None  # ready_s is the training time on a cold cache, a load after
             load_s = time.perf_counter() - t
-            row = {"method": method, "bits": bits, "ready_s": round(load_s, 1), "train_s": train_s, **extra}
+            row = {"method": method, "bits": bits, "train_vectors": len(train_e), "ready_s": round(load_s, 1),
+                   "train_s": train_s, **extra}
             probe = next(iter(sets.values()))
             row["encode_per_s"], codes = rate(encode, probe)
             row["decode_per_s"], _ = rate(decode, codes, reps=3)
@@ -114,7 +122,10 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
-    keep = [r for r in old if (r["method"], r["bits"]) not in {(r2["method"], r2["bits"]) for r2 in rows}]
+    def key(r: dict) -> tuple:
+        return r["method"], r["bits"], r.get("train_vectors")
+
+    keep = [r for r in old if key(r) not in {key(r2) for r2 in rows}]
     allrows = sorted(keep + rows, key=lambda r: (r["bits"], r["method"]))
     out.with_suffix(".json").write_text(json.dumps(allrows, indent=1))
     cols = [c for c in allrows[0] if c not in ("method", "bits")]

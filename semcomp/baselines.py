@@ -8,7 +8,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .index import faiss_quiet, faiss_threads_for, no_polysemous, too_few_points
+from .index import faiss_quiet, faiss_threads_for, no_polysemous
 
 FAISS_KINDS = ("pq", "opq", "rq")  # evaluate's default baselines; "lsq" (slow to train) on request
 
@@ -73,10 +73,16 @@ def faiss_codec(kind: str, num_codebooks: int, bits_per_code: int, train: np.nda
 
             with atomic_write(path) as f:
                 f.write(faiss.serialize_index(codec.index).tobytes())
-            if codec.below_advice:
-                path.with_suffix(".below-advice").touch()  # remembered with the cached quantiser
-    codec.below_advice = codec.below_advice or (path is not None and path.with_suffix(".below-advice").exists())
+    codec.below_advice = below_faiss_advice(kind, len(train), bits_per_code)
     return codec
+
+
+def below_faiss_advice(kind: str, n: int, bits_per_code: int) -> bool:
+    """Whether k-means learns 2^bits centroids from fewer points than FAISS advises (39 a centroid).
+    Our k-means runs allow it (min_points_per_centroid = 1, so FAISS prints nothing), and the
+    report says it once. RQ counts its first codebook, trained on the n vectors themselves; LSQ
+    runs no k-means of its own."""
+    return kind != "lsq" and n < faiss.ClusteringParameters().min_points_per_centroid << bits_per_code
 
 
 def truncated_rq(index: faiss.IndexResidualQuantizer, num_codebooks: int) -> faiss.IndexResidualQuantizer:
@@ -160,12 +166,12 @@ class FaissCodec:
             cp.seed = seed
             cp.min_points_per_centroid = 1        # small training sets are fine; no warning per call
             cp.max_points_per_centroid = 1 << 20  # and large ones are used whole, not sampled
-        with faiss_quiet() as lines, faiss_threads_for(len(x)):
+        with faiss_quiet(), faiss_threads_for(len(x)):
             index.train(np.ascontiguousarray(x, np.float32))
         if kind == "rq":
             index.rq.max_beam_size = 8  # encoding
         codec = cls(index, kind, num_codebooks, bits_per_code)
-        codec.below_advice = too_few_points(lines)
+        codec.below_advice = below_faiss_advice(kind, len(x), bits_per_code)
         return codec
 
     def codebooks(self) -> np.ndarray:

@@ -65,10 +65,6 @@ def faiss_threads_for(n: int, small: int = 2_000) -> Iterator[None]:
         faiss.omp_set_num_threads(before)
 
 
-def too_few_points(lines: list[str]) -> bool:
-    return any("please provide at least" in line for line in lines)
-
-
 def choose_factory(n: int, pq_m: int) -> str:
     """The index for a dictionary of n sentences: exact when tiny, OPQ+PQ when small, a graph above.
 

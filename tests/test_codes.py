@@ -96,6 +96,7 @@ def test_shorter_rq_is_cut_from_a_cached_longer_one(tmp_path, monkeypatch):
     x = rng.standard_normal((600, 16)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     direct = baselines.faiss_codec("rq", 2, 4, x, seed=3)
+    assert not baselines.faiss_codec("rq", 2, 3, x, seed=3).below_advice  # 600 points >= 39 x 8
     baselines.faiss_codec("rq", 4, 4, x, seed=3, cache_dir=tmp_path)
 
     def no_training(*a, **k):
@@ -106,6 +107,7 @@ def test_shorter_rq_is_cut_from_a_cached_longer_one(tmp_path, monkeypatch):
     np.testing.assert_array_equal(cut.encode(x), direct.encode(x))
     np.testing.assert_allclose(cut.decode(cut.encode(x)), direct.decode(direct.encode(x)))
     assert isinstance(cut.index, faiss.IndexResidualQuantizer) and cut.index.sa_code_size() == 1
+    assert direct.below_advice and cut.below_advice  # 600 points < FAISS's 39 x 16: the cut keeps the warning
     with pytest.raises(AssertionError):  # another seed is another quantiser: nothing to cut from
         baselines.faiss_codec("rq", 2, 4, x, seed=4, cache_dir=tmp_path)
 

@@ -193,7 +193,11 @@ def test_evaluate(built):
     assert {b["bits"] for n, b in r["baselines"].items() if n.split("-")[0] in ("pq", "opq", "rq")} == {16, 32}
     for name, b in r["baselines"].items():
         assert int(name.split("-")[1]) == b["bits"]  # each baseline really uses its stated bits
-    assert (root / "report.md").read_text().count("| **vqvae (this run)** |") == 1
+    report = (root / "report.md").read_text()
+    assert report.count("| **vqvae (this run)** |") == 1
+    flagged = r["baselines_below_faiss_advice"]  # a few hundred vectors: every k-means baseline is short of 39 a centroid
+    assert flagged == sorted(n for n in r["baselines"] if n.split("-")[0] in ("pq", "opq", "rq"))
+    assert "fewer points than FAISS advises" in report
 
 
 def test_evaluate_refuses_misaligned_and_missing(built, tmp_path):
