@@ -122,13 +122,13 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
-    def key(r: dict) -> tuple:
-        return r["method"], r["bits"], r.get("train_vectors")
+    def key(r: dict) -> tuple:  # rows written before train_vectors was recorded trained on everything
+        return r["method"], r["bits"], r.get("train_vectors", len(dict_e))
 
     keep = [r for r in old if key(r) not in {key(r2) for r2 in rows}]
     allrows = sorted(keep + rows, key=lambda r: (r["bits"], r["method"]))
     out.with_suffix(".json").write_text(json.dumps(allrows, indent=1))
-    cols = [c for c in allrows[0] if c not in ("method", "bits")]
+    cols = list(dict.fromkeys(c for r in allrows for c in r if c not in ("method", "bits")))
     lines = ["| bits | method | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for r in allrows:
         cells = [f"{r.get(c):.4f}" if isinstance(r.get(c), float) and abs(r.get(c)) < 10 else
