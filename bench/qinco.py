@@ -123,7 +123,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
     def key(r: dict) -> tuple:  # rows written before train_vectors was recorded trained on everything
-        return r["method"], r["bits"], r.get("train_vectors", len(dict_e))
+        return r["method"], r["bits"], r.get("train_vectors", len(dict_e)), r.get("epochs")
 
     keep = [r for r in old if key(r) not in {key(r2) for r2 in rows}]
     allrows = sorted(keep + rows, key=lambda r: (r["bits"], r["method"]))
