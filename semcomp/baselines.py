@@ -144,7 +144,7 @@ class FaissCodec:
     def __init__(self, index: faiss.Index, kind: str, num_codebooks: int, bits_per_code: int):
         self.index, self.kind = index, kind
         self.num_codebooks, self.bits_per_code, self.input_dim = num_codebooks, bits_per_code, index.d
-        self.below_advice = False
+        self.below_advice = False  # set by faiss_codec, which knows the training size
 
     @classmethod
     def train(cls, kind: str, num_codebooks: int, bits_per_code: int, x: np.ndarray,
@@ -170,9 +170,7 @@ class FaissCodec:
             index.train(np.ascontiguousarray(x, np.float32))
         if kind == "rq":
             index.rq.max_beam_size = 8  # encoding
-        codec = cls(index, kind, num_codebooks, bits_per_code)
-        codec.below_advice = below_faiss_advice(kind, len(x), bits_per_code)
-        return codec
+        return cls(index, kind, num_codebooks, bits_per_code)
 
     def codebooks(self) -> np.ndarray:
         """A residual quantiser's codebooks, (K, 2^b, d)."""
