@@ -6,7 +6,6 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,9 +17,10 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from semcomp import cli  # noqa: E402
+from semcomp.config import BACKEND_ENV, DECODE_BACKENDS
 from semcomp.errors import UsageError
-from semcomp.llm import KEY_ENV
-from semcomp.reconstruct import BACKEND_ENV, DECODE_BACKENDS, choose_backend
+
+KEY_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY")
 
 LLM_FAILED = 3  # exit code: the records are written, but the LLM part failed (see llm_failure)
 EPILOG = f"""LLM decoding keys (--set KEY=VALUE; --backend llm means llm_backend):
@@ -28,7 +28,7 @@ EPILOG = f"""LLM decoding keys (--set KEY=VALUE; --backend llm means llm_backend
 
 environment:
   {BACKEND_ENV}  the default for --backend ({", ".join(DECODE_BACKENDS)})
-  {", ".join(KEY_ENV.values())}  API keys, read from here only
+  {", ".join(KEY_ENV)}  API keys, read from here only
 
 exit codes: 0 done; 1 missing, foreign or mismatched artifacts or codes; 2 bad arguments, config
 or API key; {LLM_FAILED} records written, but the LLM part failed (server unreachable, or no item
@@ -39,8 +39,9 @@ def run() -> int:
     p = cli.parser(__doc__.splitlines()[0], set_example="llm_base_url=http://localhost:11434/v1", epilog=EPILOG)
     p.add_argument("--codes", help="codes file (default: ARTIFACTS/test.scz, the held-out split)")
     p.add_argument("--backend", choices=DECODE_BACKENDS, default=None,
-                   help=f"similarity (default), llm (the config's llm_backend) or an LLM by name; "
-                        f"env {BACKEND_ENV} sets the default")
+                   help=f"similarity (default: fast), local (a language model in this process, "
+                        f"pip install -r requirements-llm.txt), llm (the config's llm_backend) or a "
+                        f"hosted LLM by name; env {BACKEND_ENV} sets the default")
     p.add_argument("-k", type=int, default=5, help="neighbours kept per record (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N codes")
     p.add_argument("-o", "--output", help="JSONL to write (default: ARTIFACTS/reconstructions.jsonl for the test "
@@ -48,7 +49,6 @@ def run() -> int:
                                           "leaves codes out)")
     args = p.parse_args()
     cfg = cli.config_from(args)
-    backend = choose_backend(args.backend, cfg["llm_backend"])
     # Checked before any work: the library would fail on these deep inside, with a traceback.
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
@@ -56,10 +56,11 @@ def run() -> int:
         raise UsageError("-k must be at least 1")
 
     from semcomp import Codec
-    from semcomp.artifacts import atomic_write, verify
+    from semcomp.artifacts import verify
     from semcomp.codes import code_shape, read_codes
-    from semcomp.llm import llm_failure
+    from semcomp.decoders import choose_backend, llm_failure, write_records
 
+    backend = choose_backend(args.backend, cfg["llm_backend"])  # for the summary: Codec.reconstruct checks it
     root = Path(cfg["artifacts_dir"])
     codec = Codec.load(root, cfg)
     codes_path = Path(args.codes) if args.codes else root / "test.scz"
@@ -85,10 +86,7 @@ def run() -> int:
                                 originals=originals[: len(codes)] if originals else None,
                                 progress=cfg["show_progress_bar"])
     elapsed = time.perf_counter() - t
-    with atomic_write(out, "w") as f:
-        for rec in records:
-            rec["run"] = codec.manifest["fingerprint"]
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    write_records(out, records, codec.manifest["fingerprint"])
 
     width = 48
     print(f"{'id':>5}  {'score':>6}  {'original':<{width}}  reconstruction")

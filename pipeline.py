@@ -22,6 +22,21 @@ from semcomp import cli  # noqa: E402
 log = logging.getLogger("semcomp")
 
 
+def check_output(src: Path, out: Path, force: bool) -> None:
+    """Never overwrite the user's text: `-o` may replace only an earlier codes file (or, with
+    --force, any file); never the input itself, with or without it."""
+    from semcomp.codes import MAGIC
+
+    if out.is_dir():
+        raise cli.UsageError(f"-o {out} is a folder: name a codes file")
+    if src.exists() and out.exists() and out.resolve() == src.resolve():
+        raise cli.UsageError(f"-o {out} is the input: the codes would replace your text; name another file")
+    if out.exists() and not force:
+        with open(out, "rb") as f:
+            if f.read(len(MAGIC)) != MAGIC:
+                raise cli.UsageError(f"-o {out} exists and is not a semcomp codes file: pass --force to replace it")
+
+
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
     p.add_argument("--input", help="plain-text file or folder to train on instead of the config's sources; "
@@ -29,6 +44,8 @@ def run() -> int:
                                    "previous model stop decoding)")
     p.add_argument("--compress", metavar="TEXT", help="compress this text file/folder with the trained model")
     p.add_argument("-o", "--output", help="codes file to write with --compress (default: TEXT.scz)")
+    p.add_argument("--force", action="store_true",
+                   help="with --compress: let -o replace a file that is not a semcomp codes file")
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local: this process (default); ray: Ray Data (a local Ray, or --set ray_address=...) "
                         "embeds the training sentences, or with --compress embeds and encodes and -o is a "
@@ -42,6 +59,8 @@ def run() -> int:
         src = Path(args.compress)  # notes.txt -> notes.scz; a folder -> its name + .scz, beside it
         out = args.output or str(src.with_suffix(".scz") if src.is_file() and src.suffix != ".scz"
                                  else src.resolve().with_name(src.resolve().name + ".scz"))
+        if args.engine == "local":
+            check_output(src, Path(out), args.force)
         if args.engine == "ray":
             from semcomp.engine_ray import compress_ray, require_ray
 

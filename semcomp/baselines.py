@@ -8,7 +8,7 @@ from typing import Callable
 import faiss
 import numpy as np
 
-from .index import faiss_quiet, faiss_threads_for, no_polysemous
+from .faiss_util import faiss_quiet, faiss_threads_for, no_polysemous
 
 FAISS_KINDS = ("pq", "opq", "rq")  # evaluate's default baselines; "lsq" (slow to train) on request
 

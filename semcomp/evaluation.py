@@ -11,28 +11,14 @@ from typing import Any
 import numpy as np
 
 from . import baselines, metrics
-from .artifacts import BASELINES, ArtifactError, verify
+from .artifacts import BASELINES, verify
 from .codec import Codec
 from .codes import read_codes
+from .decoders import read_records
 from .embed import Embedder
 
 log = logging.getLogger("semcomp")
 RUN_FILES = ["test.scz", "test.txt", "test.npy", "dictionary.txt", "dictionary.npy", "history.json"]
-
-
-def load_reconstructions(path: Path, fingerprint: str, originals: list[str]) -> list[dict[str, Any]]:
-    """Records aligned to the held-out sentences by id; other runs' or misaligned records are refused."""
-    if not path.exists():
-        raise ArtifactError(f"no {path}: run `python decode.py` first")
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for r in records:
-        if r.get("run") != fingerprint:
-            raise ArtifactError(f"{path} comes from another pipeline run: re-run `python decode.py`")
-        i = r.get("id")
-        if not isinstance(i, int) or not 0 <= i < len(originals) or r.get("original") != originals[i]:
-            raise ArtifactError(f"{path}: record id {i!r} does not match the held-out sentence with that id; "
-                                f"re-run `python decode.py`")
-    return records
 
 
 def stsb_scores(codec: Codec, path: Path, roundtrips: dict[str, Any]) -> dict[str, float]:
@@ -90,7 +76,7 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     dict_e = np.ascontiguousarray(dict_e)  # read once: every baseline and recall touches all of it
     test_e = np.load(root / "test.npy")
     codes = read_codes(root / "test.scz", codec.fingerprint).codes
-    records = load_reconstructions(root / "reconstructions.jsonl", m["fingerprint"], test_texts)
+    records = read_records(root / "reconstructions.jsonl", m["fingerprint"], test_texts)
     n = len(test_texts)
     bits = m["bits_per_sentence"]
     sets = eval_sets(codec, cfg, root, dict_texts)
@@ -160,14 +146,19 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     ref_e = text_e[ids]
     ceil_ids, _ = codec.search(test_e[ids], 1)
     rng = random.Random(cfg["seed"])
-    by_method: dict[str, list[dict[str, Any]]] = {}  # an LLM run can mix llm:* and fallback records
-    for r in records:
-        by_method.setdefault(r["method"], []).append(r)
+    # The decode run as written (an LLM run's fallbacks included: they are its output), and beside it
+    # similarity decoding of the same codes, so any backend is scored against the fast default.
+    t = time.perf_counter()
+    runs = {"similarity": codec.reconstruct(codes[ids], k=1, ids=ids)}
+    for r in runs["similarity"]:
+        r["seconds"] = (time.perf_counter() - t) / max(len(ids), 1)
+    backend = next((r["method"] for r in records if r["method"] != "similarity"), "similarity")
+    if backend != "similarity":
+        runs[backend] = records
     ceiling = [dict_texts[j] for j in ceil_ids[:, 0]]
     floor = [rng.choice(dict_texts) for _ in ids]
     # (hypotheses, references, reference embeddings) of every text row, BERTScored in one pass
-    groups = {f"reconstruction:{meth}": ([r["reconstruction"] for r in recs], [test_texts[r["id"]] for r in recs],
-                                         text_e[[r["id"] for r in recs]]) for meth, recs in by_method.items()}
+    groups = {f"reconstruction:{meth}": ([r["reconstruction"] for r in recs], refs, ref_e) for meth, recs in runs.items()}
     groups.update({"ceiling": (ceiling, refs, ref_e), "floor": (floor, refs, ref_e),
                    "identical": (refs[:200], refs[:200], ref_e[:200])})
     base_pairs = metrics.baseline_pairs(dict_texts, seed=cfg["seed"])
@@ -177,6 +168,12 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     text = {name: metrics.text_metrics(h, r, ref_embed(h), e, f1, bert_base)
             for (name, (h, r, e)), f1 in zip(groups.items(), f1s)}
     reconstruction = {name.split(":", 1)[1]: row for name, row in text.items() if name.startswith("reconstruction:")}
+    for meth, recs in runs.items():  # cost: the decoders' own per-item wall time, where they kept it
+        secs = [r["seconds"] for r in recs if isinstance(r.get("seconds"), (int, float))]
+        reconstruction[meth].update({"seconds_per_sentence": sum(secs) / len(secs) if secs else None,
+                                     "fell_back": sum(1 for r in recs if r.get("fallback_reason"))})
+    side_by_side = [{"original": refs[i], **{m: recs[i]["reconstruction"] for m, recs in runs.items()}}
+                    for i in sorted(random.Random(cfg["seed"]).sample(range(len(ids)), min(20, len(ids))))]
     log.info("stage: text metrics (%.0f s)", time.perf_counter() - t0)
 
     # Compression, from the actual files.
@@ -207,6 +204,7 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
         },
         "similarity_decoding": similarity,
         "reconstruction": reconstruction,
+        "side_by_side": side_by_side,
         "ceiling": text["ceiling"],
         "floor": text["floor"],
         "identical": text["identical"],

@@ -21,6 +21,16 @@ def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1)
 
 
+def usage(codes: np.ndarray, num_embeddings: int) -> list[dict[str, float]]:
+    """Per codebook: share of entries used and perplexity of the code distribution."""
+    out = []
+    for col in np.asarray(codes).T:
+        p = np.bincount(col, minlength=num_embeddings) / max(len(col), 1)
+        nz = p[p > 0]
+        out.append({"used": float((p > 0).mean()), "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))})
+    return out
+
+
 def summary(values: np.ndarray) -> dict[str, float]:
     p10, p50, p90 = np.percentile(values, [10, 50, 90])
     return {"mean": float(values.mean()), "p10": float(p10), "p50": float(p50), "p90": float(p90)}
@@ -77,7 +87,7 @@ def bertscorer(model: str) -> tuple[Any, str]:
     """roberta-large (as in the literature) when loadable; offline, the packaged MiniLM, said so."""
     from bert_score import BERTScorer
 
-    from .embed import packaged_model_dir
+    from .weights import packaged_model_dir
     from .util import hub_online
 
     if hub_online() or Path(model).exists():

@@ -18,8 +18,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .errors import ModelError
 from .util import cores
-from .embed import ModelError, packaged_model_dir
+from .weights import packaged_model_dir
 
 DIM = 384
 MAX_SEQ_LENGTH = 256  # sentence_bert_config.json of all-MiniLM-L6-v2; tokenizer.json itself says 128

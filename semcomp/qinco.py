@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .metrics import usage
+
 log = logging.getLogger("semcomp")
 
 
@@ -237,8 +239,6 @@ def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[st
     row afterwards, and RQ training is the slow part. qinco_max_seconds, when set, shortens the
     schedule after the first epoch to the epochs that fit rather than overrunning."""
     from tqdm.auto import tqdm
-
-    from .vqvae import usage
 
     t0 = time.perf_counter()
     seed = cfg["seed"]

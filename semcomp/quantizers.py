@@ -11,6 +11,9 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from .config import QUANTIZERS
+from .metrics import usage
+
 History = list[dict[str, Any]]
 Log = Callable[[dict[str, Any]], None]
 
@@ -38,6 +41,7 @@ FILES: dict[str, tuple[str, str]] = {
     "qinco": ("qinco.safetensors", "qinco.json"),
 }
 KINDS = tuple(FILES)
+assert set(KINDS) == set(QUANTIZERS), "semcomp.config.QUANTIZERS and FILES name the same kinds"
 
 
 Cache = Path | None  # where FAISS quantisers are kept (evaluate.py's baselines): the RQ starts too
@@ -58,7 +62,6 @@ def _train_qinco(x: np.ndarray, cfg: dict[str, Any], log: Log | None, cache: Cac
 def _train_faiss(kind: str) -> Callable[[np.ndarray, dict[str, Any], Log | None, Cache], tuple[Quantizer, History]]:
     def train(x: np.ndarray, cfg: dict[str, Any], log: Log | None, cache: Cache) -> tuple[Quantizer, History]:
         from .baselines import faiss_codec
-        from .vqvae import usage
 
         bits = int(cfg["vqvae_num_embeddings"]).bit_length() - 1
         model = faiss_codec(kind, cfg["vqvae_num_codebooks"], bits, x, cfg["seed"], cache,

@@ -65,15 +65,22 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "## Text reconstruction (held-out, scored with the reference PyTorch SBERT)", "",
               f"BERTScore model: {r['bertscore_model']}; rescaled against random corpus pairs "
               f"(baseline F1 {r['bertscore_baseline_f1']:.3f}).", "",
-              "| system | n | SBERT cosine | BERTScore F1 | rescaled | BLEU | chrF | exact |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|"]
+              "| system | n | SBERT cosine | BERTScore F1 | rescaled | BLEU | chrF | exact | s/sentence |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     trows = [(f"**{k}**", v) for k, v in r["reconstruction"].items()]
     trows += [("ceiling (uncompressed search)", r["ceiling"]), ("floor (random sentence)", r["floor"]),
               ("identical text (check)", r["identical"])]
     for name, t in trows:
         lines.append(f"| {name} | {t['n']} "
                      f"| {_fmt(t['text_cosine'])} | {_fmt(t['bertscore_f1'])} | {_fmt(t['bertscore_f1_rescaled'])} "
-                     f"| {_fmt(t['bleu'], 1)} | {_fmt(t['chrf'], 1)} | {_fmt(t['exact_match'])} |")
+                     f"| {_fmt(t['bleu'], 1)} | {_fmt(t['chrf'], 1)} | {_fmt(t['exact_match'])} "
+                     f"| {_fmt(t.get('seconds_per_sentence'), 2)} |")
+    if len(r["reconstruction"]) > 1 and r.get("side_by_side"):
+        methods = list(r["reconstruction"])
+        lines += ["", f"Side by side ({len(r['side_by_side'])} seeded held-out rows):", "",
+                  "| original | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        lines += ["| " + " | ".join(row[c].replace("|", "\\|") for c in ["original", *methods]) + " |"
+                  for row in r["side_by_side"]]
     cr = r["compression_ratio"]
     lines += ["", "## Compression (actual file sizes)", "",
               f"Codes file: {r['codes_file_bytes']} bytes for {r['n']} sentences. "

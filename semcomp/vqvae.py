@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .metrics import usage
+
 
 class Branch(nn.Module):
     """y = A x + MLP(x): A starts as identity (or a slice of it), the MLP starts at zero."""
@@ -183,16 +185,6 @@ class VQVAE(nn.Module):
         model = cls(**shape)
         model.load_state_dict(state)
         return model.eval()
-
-
-def usage(codes: np.ndarray, num_embeddings: int) -> list[dict[str, float]]:
-    """Per codebook: share of entries used and perplexity of the code distribution."""
-    out = []
-    for col in np.asarray(codes).T:
-        p = np.bincount(col, minlength=num_embeddings) / max(len(col), 1)
-        nz = p[p > 0]
-        out.append({"used": float((p > 0).mean()), "perplexity": float(np.exp(-(nz * np.log(nz)).sum()))})
-    return out
 
 
 def train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Callable[[dict[str, Any]], None] | None = None,

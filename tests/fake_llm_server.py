@@ -39,6 +39,8 @@ class Request:
 def _wire(path: str) -> str:
     if path.endswith("/chat/completions"):
         return "openai"
+    if path.endswith("/completions"):
+        return "openai-completion"  # the few-shot list prompt (llm_prompt: completion)
     if path.endswith("/messages"):
         return "anthropic"
     if ":generateContent" in path:
@@ -58,6 +60,8 @@ def _text_of(content: Any) -> str:
 def _prompt(wire: str, body: Any) -> str:
     if not isinstance(body, dict):
         return ""
+    if wire == "openai-completion":
+        return str(body.get("prompt", ""))
     if wire in ("openai", "anthropic"):
         return "\n".join(_text_of(m.get("content")) for m in body.get("messages", []))
     if wire == "gemini":
@@ -66,6 +70,10 @@ def _prompt(wire: str, body: Any) -> str:
 
 
 def _success(wire: str, text: str, model: str) -> dict[str, Any]:
+    if wire == "openai-completion":
+        return {"id": "cmpl-fake", "object": "text_completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
     if wire == "openai":
         return {"id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "choices": [{"index": 0, "finish_reason": "stop",

@@ -19,8 +19,8 @@ from semcomp import cli
 from semcomp.artifacts import ArtifactError
 from semcomp.config import ConfigError
 from semcomp.errors import UsageError, UserError
-from semcomp.llm import UNREACHABLE, LLMError
-from semcomp.reconstruct import BACKEND_ENV, choose_backend, reconstruct
+from semcomp.config import BACKEND_ENV
+from semcomp.decoders import UNREACHABLE, LLMError, choose_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -118,7 +118,7 @@ def test_decode_help_lists_its_keys_and_environment():
     r = script("decode.py", "--help")
     assert r.returncode == 0
     out = r.stdout
-    assert "{similarity,llm,openai,claude,gemini}" in out and "sample_size" not in out
+    assert "{similarity,llm,local,openai,claude,gemini}" in out and "sample_size" not in out
     for word in ("llm_backend", "llm_base_url", "llm_model", BACKEND_ENV, "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
                  "GOOGLE_API_KEY", "exit codes"):
         assert word in out, word
@@ -138,11 +138,13 @@ def test_choose_backend(monkeypatch):
 
 
 def test_reconstruct_refuses_bad_arguments_as_user_errors():
-    codec = SimpleNamespace(cfg={"llm_backend": "openai"})
+    from semcomp.codec import Codec
+
+    codec = Codec(None, {"llm_backend": "openai"}, ".")  # both are refused before the model is touched
     with pytest.raises(UsageError, match="not a decoding backend"):
-        reconstruct(codec, np.zeros((1, 4), np.int64), backend="llama")
+        codec.reconstruct(np.zeros((1, 4), np.int64), backend="llama")
     with pytest.raises(UsageError, match="at least 1"):
-        reconstruct(codec, np.zeros((1, 4), np.int64), k=0)
+        codec.reconstruct(np.zeros((1, 4), np.int64), k=0)
 
 
 # ---------------------------------------------------------------- decode.py on a real (small) run
@@ -217,3 +219,24 @@ def test_decode_backend_llm_is_the_configs_llm_backend(built, tmp_path):
     assert len(paths) == 2 and all(p.endswith("/v1/messages") for p in paths)
     assert "HTTP Request" not in r.stderr + r.stdout  # no per-request log lines through the progress bar
     assert all(json.loads(line)["method"] == "llm:claude" for line in (tmp_path / "llm.jsonl").read_text().splitlines())
+
+
+def test_compress_never_overwrites_the_users_text(built, tmp_path):
+    """`--compress notes.txt -o notes.txt` wrote codes over the text, exit 0; now refused in one line."""
+    root, _ = built
+    notes = tmp_path / "notes.txt"
+    notes.write_text("The meeting moved to Thursday. Please bring the slides.\n")
+    other = tmp_path / "todo.txt"
+    other.write_text("buy milk\n")
+    for out, why in ((notes, "is the input"), (other, "not a semcomp codes file"), (tmp_path, "is a folder")):
+        r = script("pipeline.py", "--artifacts", str(root), "-q", "--compress", str(notes), "-o", str(out))
+        assert r.returncode == 2 and why in r.stderr and r.stderr.count("\n") == 1, r.stderr[-2000:]
+    assert notes.read_text().startswith("The meeting") and other.read_text() == "buy milk\n"
+    codes = tmp_path / "notes.scz"
+    for extra in ((), ("--force",)):  # an earlier codes file may be replaced; --force replaces any file
+        target = codes if not extra else other
+        r = script("pipeline.py", "--artifacts", str(root), "-q", "--compress", str(notes), "-o", str(target), *extra)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert target.read_bytes()[:4] == b"SCZ\x00"
+    r = script("pipeline.py", "--artifacts", str(root), "-q", "--compress", str(notes), "-o", str(codes))
+    assert r.returncode == 0, r.stderr[-2000:]

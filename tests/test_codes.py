@@ -131,3 +131,26 @@ def test_rq_candidates_are_its_beam(tmp_path):
     assert (np.diff(e, axis=1) >= -1e-5).all()
     assert (e[:, 0] <= err(c.encode(x[:50])[:, None])[:, 0] + 1e-5).all()
     assert all(len({tuple(r) for r in rows}) == 12 for rows in cand)
+
+
+def test_a_flipped_payload_bit_is_refused_in_one_line(tmp_path):
+    """Version 1 decoded a damaged payload to other text, exit 0; the CRC32 names the file instead."""
+    path = tmp_path / "c.scz"
+    write_codes(path, np.arange(12).reshape(3, 4) % 16, 4, b"abcdefgh")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="damaged") as e:
+        read_codes(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_version_1_files_still_read(tmp_path):
+    from semcomp.codes import HEADER_V1
+
+    codes = np.array([[1, 2, 3, 15], [0, 0, 7, 9]])
+    payload = pack(codes, 4).tobytes()
+    path = tmp_path / "v1.scz"
+    path.write_bytes(HEADER_V1.pack(b"SCZ\x00", 1, b"abcdefgh", 2, 4, 4) + payload)
+    got = read_codes(path, expect_fingerprint=b"abcdefgh", expect_shape=(4, 4))
+    assert np.array_equal(got.codes, codes) and got.bits == 4

@@ -96,3 +96,12 @@ def test_scripts_exit_2_with_one_line_before_work(script, tmp_path):
 def test_help(script):
     r = subprocess.run([sys.executable, script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--config" in r.stdout and "--set" in r.stdout
+
+
+@pytest.mark.parametrize("override", ["vqvae_learning_rate=NaN", "test_fraction=NaN", "llm_timeout=NaN",
+                                      "qinco_max_seconds=1e309", "llm_temperature=-Infinity"])
+def test_non_finite_numbers_are_refused(override):
+    """JSON's NaN and 1e309 (infinity) passed every range check: an Adam traceback after embedding,
+    'cosine nan', every LLM call failing, an OverflowError after training."""
+    with pytest.raises(ConfigError, match="finite number"):
+        load_config(None, [override])

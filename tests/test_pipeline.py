@@ -151,7 +151,8 @@ def test_llm_refinement_through_fake_server_returns_true_sentence(built, monkeyp
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
     with FakeLLMServer(responder) as server:
-        codec.cfg.update(llm_base_url=f"{server.url}/v1", llm_rounds=2)
+        codec.cfg.update(llm_base_url=f"{server.url}/v1", llm_rounds=2, llm_prompt="instruction",
+                         llm_fusion=False)
         recs = codec.reconstruct(codes[pick], backend="openai", originals=[originals[i] for i in pick])
     assert [r["reconstruction"] for r in recs] == [originals[i] for i in pick]
     assert all(r["method"] == "llm:openai" and r["score"] >= s["score"] for r, s in zip(recs, [sim[i] for i in pick]))
@@ -164,6 +165,7 @@ def test_decode_cli_llm_backend(built, tmp_path):
         env = {**os.environ, "OPENAI_API_KEY": "sk-test-secret"}
         r = subprocess.run([sys.executable, "decode.py", "--artifacts", str(root), "-q", "--backend", "openai",
                             "--limit", "3", "--set", f"llm_base_url={server.url}/v1", "--set", "llm_rounds=1",
+                            "--set", "llm_prompt=instruction", "--set", "llm_fusion=false",
                             "-o", str(tmp_path / "llm.jsonl")],
                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
         assert len(server.requests) == 3

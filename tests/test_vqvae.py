@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from semcomp.config import load_config
-from semcomp.vqvae import VQVAE, train_vqvae, usage
+from semcomp.metrics import usage
+from semcomp.vqvae import VQVAE, train_vqvae
 
 D, K, N = 32, 3, 16
 

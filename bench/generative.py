@@ -1,0 +1,217 @@
+"""Generative decoding against similarity decoding, on the same codes, in one run (issue 21).
+
+    python bench/generative.py                          # 500 diverse-en test + 500 WikiText held-out
+    python bench/generative.py --n 50 --settings 1x4    # a quick look
+
+The general codec (configs/general.json, built by pipeline.py) encodes each sentence closed-loop,
+as `pipeline.py --compress` does; none of the sentences is in its dictionary. Every method decodes
+the same codes. For each setting ROUNDSxCANDIDATES the local model (llama.cpp, SmolLM2-135M by
+default) writes CANDIDATES sentences a round and the local embedder keeps the best by cosine to
+the decoded embedding. Scored with the reference PyTorch SBERT (text cosine to the original),
+chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
+model fitted on diverse-en dev (no method's source, no test sentence), so that token soup shows.
+Writes docs/generative.{json,md}; model replies are cached in the artifacts' llm_cache,
+so a rerun of the same settings costs only the scoring.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import re
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from semcomp import Codec, decoders, metrics
+from semcomp.config import load_config
+from semcomp.data import read_source
+from semcomp.embed import Embedder
+
+ROOT = Path(__file__).resolve().parents[1]
+# A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
+OWN_TEXT = [
+    ("e-mail", "Hi Sarah, thanks for sending the contract over so quickly."),
+    ("e-mail", "Let me know if you need anything else from me before Friday."),
+    ("e-mail", "I've attached the revised budget; the travel line is now 20% lower."),
+    ("review", "The battery easily lasts two days, which is the main reason I bought it."),
+    ("review", "The camera struggles in low light and the photos come out grainy."),
+    ("review", "I would not buy it again at this price."),
+    ("chat", "running late, train got cancelled again"),
+    ("chat", "can you grab milk on the way home"),
+    ("chat", "lol no way, that movie was terrible"),
+]
+
+
+class BigramLM:
+    """Interpolated Kneser-Ney word bigrams (discount 0.75), lower-cased; unseen words share 1 %."""
+
+    def __init__(self, sentences: list[str], discount: float = 0.75):
+        self.d = discount
+        self.pair: Counter = Counter()
+        self.left: Counter = Counter()
+        self.follow: defaultdict[str, set] = defaultdict(set)
+        preceded: defaultdict[str, set] = defaultdict(set)
+        for s in sentences:
+            toks = self.tokens(s)
+            for v, w in zip(toks, toks[1:]):
+                self.pair[v, w] += 1
+                self.left[v] += 1
+                self.follow[v].add(w)
+                preceded[w].add(v)
+        self.cont = {w: len(vs) for w, vs in preceded.items()}
+        self.types = sum(self.cont.values())
+
+    @staticmethod
+    def tokens(s: str) -> list[str]:
+        return ["<s>", *re.findall(r"[a-z0-9']+|[^\sa-z0-9']", s.lower()), "</s>"]
+
+    def prob(self, v: str, w: str) -> float:
+        p_cont = 0.99 * self.cont.get(w, 0) / self.types + 0.01 / (len(self.cont) + 1)
+        c = self.left.get(v, 0)
+        if not c:
+            return p_cont
+        return max(self.pair.get((v, w), 0) - self.d, 0) / c + self.d * len(self.follow[v]) / c * p_cont
+
+    def perplexity(self, sentences: list[str]) -> float:
+        logp, n = 0.0, 0
+        for s in sentences:
+            toks = self.tokens(s)
+            logp += sum(math.log(self.prob(v, w)) for v, w in zip(toks, toks[1:]))
+            n += len(toks) - 1
+        return math.exp(-logp / max(n, 1))
+
+
+def eval_sets(codec: Codec, cfg: dict, n: int, seed: int) -> dict[str, list[str]]:
+    """n diverse-en test sentences not in the dictionary, n WikiText held-out sentences."""
+    known = set(codec.dictionary[0])
+    spec = next(s for s in cfg["eval_sources"] if s["name"] == "diverse-en")
+    test, _ = read_source(spec, cfg)
+    root = Path(cfg["artifacts_dir"])
+    held = (root / "test.txt").read_text(encoding="utf-8").split("\n")
+    labels = (root / "test.sources.txt").read_text(encoding="utf-8").split("\n")
+    wiki = [t for t, lab in zip(held, labels) if lab == "wikitext"]
+    rng = random.Random(seed)
+    return {"diverse-en test": rng.sample([t for t in test if t not in known], n),
+            "WikiText held-out": rng.sample([t for t in wiki if t not in known], n)}
+
+
+def score(name: str, hyps: list[str], refs: list[str], ref_e: np.ndarray, ref_embed, bert: tuple, lm: BigramLM,
+          seconds: float) -> dict:
+    f1 = metrics.bertscore_groups([(hyps, refs)], bert[0])[0]
+    row = metrics.text_metrics(hyps, refs, ref_embed(hyps), ref_e, f1, bert[1])
+    return {"method": name, **row, "perplexity": lm.perplexity(hyps), "seconds_per_sentence": seconds / len(hyps)}
+
+
+def run() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--config", default=str(ROOT / "configs" / "general.json"))
+    p.add_argument("--n", type=int, default=500, help="sentences per set (default: %(default)s)")
+    p.add_argument("--settings", default="1x4,2x4,3x8,nf1x4",
+                   help="ROUNDSxCANDIDATES settings of the local model, comma-separated; nf before one: "
+                        "without the fusion candidates (default: %(default)s)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
+    p.add_argument("--bertscore-model", default="roberta-large")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(ROOT / "docs"))
+    args = p.parse_args()
+    cfg = load_config(args.config, args.set)
+    cfg["artifacts_dir"] = str(ROOT / cfg["artifacts_dir"]) if not Path(cfg["artifacts_dir"]).is_absolute() \
+        else cfg["artifacts_dir"]
+    codec = Codec.load(cfg["artifacts_dir"], cfg)
+    sets = eval_sets(codec, codec.cfg, args.n, args.seed)
+    sets["own text"] = [t for _, t in OWN_TEXT]
+    ref_embed = Embedder(codec.cfg["sbert_model"], codec.cfg["device"], Path(cfg["artifacts_dir"]) / "cache",
+                         codec.cfg["embed_batch_size"], backend="torch").encode
+    # BERTScore rescaled against random dictionary pairs, as evaluate.py does: (model, baseline F1)
+    base = metrics.bertscore_groups([metrics.baseline_pairs(codec.dictionary[0], seed=args.seed)],
+                                    args.bertscore_model)[0]
+    bert = (args.bertscore_model, float(base.mean()))
+    dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
+    lm = BigramLM(dev)
+    # ROUNDSxCANDIDATES, with the clause fusions judged first; "nf" before it: without them
+    settings = [(s.strip().startswith("nf"), *(int(x) for x in s.strip().removeprefix("nf").split("x")))
+                for s in args.settings.split(",") if s.strip()]
+    width = codec.cfg["llm_neighbours"]
+    decoders_of = {"fusion": decoders.text_decoder(codec.cfg, "fusion", None)}
+    for nofuse, rounds, cands in settings:
+        name = f"local {'no fusion ' if nofuse else ''}{rounds}x{cands}"
+        scfg = {**codec.cfg, "llm_rounds": rounds, "llm_candidates": cands, "llm_fusion": not nofuse}
+        decoders_of[name] = decoders.text_decoder(scfg, "local", codec.dir / "llm_cache")
+
+    result: dict = {"config": {k: codec.cfg[k] for k in codec.cfg if k.startswith("llm_")},
+                    "bits": codec.manifest["bits_per_sentence"], "sets": {}, "rows": {}}
+    for sname, texts in sets.items():
+        emb = codec.embed(texts)
+        codes = codec.encode(emb)  # compression, not timed: the figures are decoding's cost
+        t = time.perf_counter()
+        decoded = codec.decode(codes)
+        ids, scores = codec.search(decoded, width)
+        records = decoders.similarity_records(ids, scores, codec.dictionary[0], texts)
+        sim_s = time.perf_counter() - t
+        ref_e = ref_embed(texts)
+        ceil_ids = codec.search(emb, 1)[0]
+        rows = [score("similarity", [r["reconstruction"] for r in records], texts, ref_e, ref_embed, bert, lm, sim_s),
+                score("ceiling (search, uncompressed)", [codec.dictionary[0][j] for j in ceil_ids[:, 0]], texts,
+                      ref_e, ref_embed, bert, lm, 0.0),
+                {"method": "original", "perplexity": lm.perplexity(texts)}]
+        outputs = {"similarity": [r["reconstruction"] for r in records]}
+        for name, run in decoders_of.items():
+            t = time.perf_counter()
+            out = run(decoders.targets(decoded, records), codec.embed, progress=True)
+            secs = time.perf_counter() - t + sim_s  # the whole decode: similarity's search comes first
+            hyps = [o["reconstruction"] for o in out]
+            outputs[name] = hyps
+            row = score(name, hyps, texts, ref_e, ref_embed, bert, lm, secs)
+            row["judge_gain"] = float(np.mean([o["score"] - r["score"] for o, r in zip(out, records)]))
+            row["new_sentence_share"] = float(np.mean([o["reconstruction"] != r["reconstruction"]
+                                                       for o, r in zip(out, records)]))
+            row["fell_back"] = sum(1 for o in out if o["fallback_reason"])
+            rows.append(row)
+            print(f"{sname} {name}: cosine {row['text_cosine']:.4f} (similarity {rows[0]['text_cosine']:.4f}), "
+                  f"{row['seconds_per_sentence']:.2f} s/sentence", flush=True)
+        rng = random.Random(args.seed)
+        show = sorted(rng.sample(range(len(texts)), min(20, len(texts))))
+        result["rows"][sname] = rows
+        result["sets"][sname] = [{"original": texts[i], **{m: o[i] for m, o in outputs.items()}} for i in show]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "generative.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    (out / "generative.md").write_text(markdown(result, args))
+    print(f"-> {out / 'generative.md'}")
+    return 0
+
+
+def markdown(result: dict, args: argparse.Namespace) -> str:
+    lines = [f"# Generative decoding vs similarity decoding ({result['bits']} bits, general codec)", "",
+             f"`python bench/generative.py --n {args.n} --settings {args.settings}`; local model "
+             f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
+             "fusion decoder's candidates unless 'no fusion'. Text cosine: reference SBERT, original vs reconstruction. "
+             "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. s/sentence: wall time on this "
+             "machine (2 cores) for the whole decode, embedding and search included.", ""]
+    for sname, rows in result["rows"].items():
+        lines += [f"## {sname} (n = {rows[0]['n']})", "",
+                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | s/sentence | new sentence | judge gain |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            if "text_cosine" not in r:
+                lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | | | |")
+                continue
+            lines.append(f"| {r['method']} | {r['text_cosine']:.4f} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
+                         f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['seconds_per_sentence']:.2f} | "
+                         f"{r.get('new_sentence_share', 0):.0%} | {r.get('judge_gain', 0):+.4f} |")
+        lines += ["", f"Side by side ({len(result['sets'][sname])} seeded rows):", ""]
+        methods = [m for m in result["sets"][sname][0] if m != "original"]
+        lines += ["| original | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for row in result["sets"][sname]:
+            cells = [row["original"], *(row[m] for m in methods)]
+            lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())

