@@ -2,6 +2,7 @@
 
     python decode.py                          # the held-out test codes written by pipeline.py
     python decode.py --codes notes.scz        # any codes file made by the same model
+    python decode.py --backend local          # a language model in this process (requirements-llm.txt)
     python decode.py --backend claude --limit 20
 """
 from __future__ import annotations
@@ -39,9 +40,10 @@ def run() -> int:
     p = cli.parser(__doc__.splitlines()[0], set_example="llm_base_url=http://localhost:11434/v1", epilog=EPILOG)
     p.add_argument("--codes", help="codes file (default: ARTIFACTS/test.scz, the held-out split)")
     p.add_argument("--backend", choices=DECODE_BACKENDS, default=None,
-                   help=f"similarity (default: fast), local (a language model in this process, "
-                        f"pip install -r requirements-llm.txt), llm (the config's llm_backend) or a "
-                        f"hosted LLM by name; env {BACKEND_ENV} sets the default")
+                   help=f"similarity (default: the nearest dictionary sentence, fast), fusion (its "
+                        f"clauses recombined, judged by the embedder, no model), local (fusion plus a "
+                        f"language model in this process: pip install -r requirements-llm.txt), llm (the "
+                        f"config's llm_backend) or a hosted LLM by name; env {BACKEND_ENV} sets the default")
     p.add_argument("-k", type=int, default=5, help="neighbours kept per record (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="decode only the first N codes")
     p.add_argument("-o", "--output", help="JSONL to write (default: ARTIFACTS/reconstructions.jsonl for the test "
@@ -98,7 +100,7 @@ def run() -> int:
           f"{f', {fell_back} fell back to similarity' if fell_back else ''}) -> {out}")
     if partial:
         print(f"partial run ({len(codes)} of {len(every)} codes): {full_out} left as it was")
-    failure = llm_failure(records) if backend != "similarity" else None
+    failure = llm_failure(records) if backend not in ("similarity", "fusion") else None
     if failure:
         print(f"error: LLM decoding failed: {failure}", file=sys.stderr)
         return LLM_FAILED

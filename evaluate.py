@@ -22,7 +22,9 @@ DEFAULT_STSB = Path(__file__).resolve().parent.parent / "shared" / "data" / "sts
 
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--sweep", default="64,128", help="extra bit budgets for the baselines (default: %(default)s)")
+    p.add_argument("--sweep", default="64,128",
+                   help="extra bit budgets for the baselines, beside the codec's own (default: %(default)s; "
+                        "\"\" for none: the fastest cold run)")
     p.add_argument("--bertscore-model", default="roberta-large", help="BERTScore model (default: %(default)s)")
     p.add_argument("--stsb", default=None, help=f"STS-B dev file; 'none' to skip (default: {DEFAULT_STSB}, if present)")
     p.add_argument("--baselines", default="pq,opq,rq",
@@ -35,6 +37,8 @@ def run() -> int:
         sweep = [int(b) for b in args.sweep.split(",") if b.strip()]
     except ValueError:
         raise cli.ConfigError(f"--sweep must be comma-separated integers, got {args.sweep!r}") from None
+    if bad := [b for b in sweep if not 8 <= b <= 1024]:  # FAISS would fail deep inside, after minutes
+        raise cli.ConfigError(f"--sweep bit budgets must be in [8, 1024], got {bad[0]}")
     kinds = tuple(k.strip() for k in args.baselines.split(",") if k.strip())
     if bad := [k for k in kinds if k not in ("pq", "opq", "rq", "lsq")]:
         raise cli.ConfigError(f"--baselines: unknown {', '.join(bad)} (use pq, opq, rq, lsq)")

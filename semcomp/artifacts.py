@@ -105,9 +105,13 @@ def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:
     path = Path(artifacts_dir) / MANIFEST
     if not path.exists():
         raise ArtifactError(f"no {path}: run `python pipeline.py` first (or pass --artifacts DIR)")
-    manifest = read_json(path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path} is format {manifest.get('format_version')}, this semcomp reads "
+    try:
+        manifest = read_json(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is unreadable or not JSON ({type(e).__name__}): re-run `python pipeline.py`") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise ArtifactError(f"{path} is format {version}, this semcomp reads "
                             f"{FORMAT_VERSION}: re-run `python pipeline.py`")
     return manifest
 

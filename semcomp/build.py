@@ -140,8 +140,9 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
     engine "ray": the sentences are embedded into the cache by a Ray actor pool first."""
     from . import quantizers
     from .codec import closed_loop_encode
-    from .index import build_index, choose_factory, dictionary_search, load_index, save_index, tune_effort
+    from .index import build_index, check_factory, choose_factory, dictionary_search, load_index, save_index, tune_effort
 
+    check_factory(cfg["index_factory"], cfg["pq_M"])
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
     timer = Timer()

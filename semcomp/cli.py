@@ -71,6 +71,10 @@ def main(run: Callable[[], int | None]) -> None:
     except USER_ERRORS as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(exit_code(e))
+    except OSError as e:  # a file the user named or a folder they own: unreadable, read-only, too long
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or type(e).__name__}{where}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted: earlier artifacts are left as they were", file=sys.stderr)
         sys.exit(130)

@@ -94,9 +94,14 @@ class Codec:
         if isinstance(x, str):  # a str is a Sequence[str] of its characters: one code each, not wanted
             x = [x]
         if not isinstance(x, np.ndarray):
-            x = self.embed(list(x))
+            x = list(x)
+            if not all(isinstance(t, str) for t in x):
+                raise UsageError("encode takes a list of str or an (n, d) array of embeddings")
+            x = self.embed(x)
         if x.ndim != 2 or x.shape[1] != self.model.input_dim:
             raise UsageError(f"embeddings must be (n, {self.model.input_dim}), got {x.shape}")
+        if not np.isfinite(x).all():  # NaN rows encoded silently to arbitrary codes
+            raise UsageError("embeddings hold NaN or infinite values")
         if not closed_loop:
             return self.model.encode(x)
         return closed_loop_encode(self.model, x, self.cfg["encode_candidates"], self.search,
@@ -104,6 +109,14 @@ class Codec:
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """float32 (n, 384), unit norm: the decoded embeddings."""
+        codes = np.asarray(codes)
+        k, size = self.model.num_codebooks, 1 << self.model.bits_per_code
+        if codes.ndim != 2 or codes.shape[1] != k:
+            raise UsageError(f"codes must be (n, {k}), got {codes.shape}")
+        if not np.issubdtype(codes.dtype, np.integer):  # floats were truncated silently
+            raise UsageError(f"codes must be integers, got {codes.dtype}")
+        if codes.size and (codes.min() < 0 or codes.max() >= size):
+            raise UsageError(f"codes must be in [0, {size}), got {codes.min()}..{codes.max()}")
         return self.model.decode(codes)
 
     # -- the dictionary, loaded on first use ---------------------------------------------------

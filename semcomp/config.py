@@ -203,12 +203,14 @@ def load_config(path: str | Path | None = "vqvae_config.json", overrides: list[s
     cfg: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"config file {p} not found (pass --config PATH)")
+        if not p.is_file():
+            raise ConfigError(f"config file {p} not found or not a file (pass --config PATH)")
         try:
-            cfg = json.loads(p.read_text())
+            cfg = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
             raise ConfigError(f"config file {p} is not valid JSON: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} cannot be read as UTF-8 text ({type(e).__name__})") from None
         if not isinstance(cfg, dict):
             raise ConfigError(f"config file {p} must hold a JSON object")
     for item in overrides or []:

@@ -24,6 +24,18 @@ EFFORTS = {"ivf": (4, 8, 16, 32, 64, 128, 256), "hnsw": (16, 24, 32, 48, 64, 96,
 RECALL_TARGET = 0.95
 
 
+def check_factory(factory: str, pq_m: int, d: int = 384) -> None:
+    """A FAISS index_factory string FAISS can build, checked before any work: 'JUNK99' failed in
+    FAISS after the whole embedding and training."""
+    if factory == "auto":
+        return
+    try:
+        faiss.index_factory(d, factory.format(pq_M=pq_m), faiss.METRIC_INNER_PRODUCT)
+    except (RuntimeError, KeyError, IndexError, ValueError) as e:
+        why = str(e).strip().splitlines()[-1].rsplit(": ", 1)[-1][:200] if str(e).strip() else type(e).__name__
+        raise UsageError(f"index_factory {factory!r} is not a FAISS index_factory string ({why})") from None
+
+
 def choose_factory(n: int, pq_m: int) -> str:
     """The index for a dictionary of n sentences: exact when tiny, OPQ+PQ when small, a graph above.
 

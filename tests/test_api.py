@@ -84,3 +84,37 @@ def _absolute_paths(path: Path) -> list[str]:
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT / "bench").glob("*.py")))
 def test_bench_defaults_are_relative_to_the_repository(script):
     assert _absolute_paths(ROOT / "bench" / script) == []
+
+
+def test_readme_python_examples_run(built):
+    """Every ```python block of the README runs as written, on a real (small) run's artifacts."""
+    import re
+
+    root, _ = built
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "the README has no Python example"
+    for code in blocks:
+        env = {"texts": ["The river floods every spring.", "He was elected mayor in 1990."]}
+        exec(compile(code.replace('"artifacts"', repr(str(root))), "README.md", "exec"), env)
+        assert env["records"][0]["reconstruction"] and env["D"].shape == (2, 384)
+
+
+def test_api_refuses_bad_arrays_in_one_line(built):
+    """encode([1, 2]) raised AttributeError, decode of a (1, 3) array a torch error, float codes
+    were truncated and NaN embeddings encoded, all silently or with a traceback."""
+    from semcomp import Codec
+    from semcomp.errors import UsageError
+
+    root, _ = built
+    codec = Codec.load(root)
+    k = codec.model.num_codebooks
+    good = codec.encode(["A sentence about rivers."])
+    for bad, why in (([1, 2], "list of str"), (np.full((1, 384), np.nan, np.float32), "NaN")):
+        with pytest.raises(UsageError, match=why):
+            codec.encode(bad)
+    for bad, why in ((np.zeros((1, k + 1), np.int64), "must be"), (good.astype(np.float64) + 0.5, "integers"),
+                     (good + (1 << codec.model.bits_per_code), r"in \[0")):
+        with pytest.raises(UsageError, match=why):
+            codec.decode(bad)
+    assert codec.decode(good).shape == (1, 384)

@@ -40,3 +40,13 @@ def test_staged_run_clears_dead_runs_leftovers(tmp_path):
     with staged_run(tmp_path) as stage:
         (stage / "a.txt").write_text("new")
     assert sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"])
+def test_a_manifest_that_is_not_a_json_object_is_one_line(tmp_path, content):
+    from semcomp.artifacts import ArtifactError, load_manifest
+
+    (tmp_path / "manifest.json").write_bytes(content)
+    with pytest.raises(ArtifactError, match="pipeline.py") as e:
+        load_manifest(tmp_path)
+    assert "\n" not in str(e.value)

@@ -118,7 +118,7 @@ def test_decode_help_lists_its_keys_and_environment():
     r = script("decode.py", "--help")
     assert r.returncode == 0
     out = r.stdout
-    assert "{similarity,llm,local,openai,claude,gemini}" in out and "sample_size" not in out
+    assert "{similarity,fusion,llm,local,openai,claude,gemini}" in out and "sample_size" not in out
     for word in ("llm_backend", "llm_base_url", "llm_model", BACKEND_ENV, "OPENAI_API_KEY", "ANTHROPIC_API_KEY",
                  "GOOGLE_API_KEY", "exit codes"):
         assert word in out, word
@@ -240,3 +240,19 @@ def test_compress_never_overwrites_the_users_text(built, tmp_path):
         assert target.read_bytes()[:4] == b"SCZ\x00"
     r = script("pipeline.py", "--artifacts", str(root), "-q", "--compress", str(notes), "-o", str(codes))
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_decode_into_a_read_only_folder_is_one_line(built, tmp_path):
+    """A folder the user cannot write: one line naming it, exit 1, not a PermissionError traceback."""
+    if os.geteuid() == 0:  # root writes anywhere: use a path under a file instead (ENOTDIR)
+        target = tmp_path / "a-file"
+        target.write_text("x")
+        out = target / "out.jsonl"
+    else:
+        target = tmp_path / "ro"
+        target.mkdir(mode=0o500)
+        out = target / "out.jsonl"
+    root, _ = built
+    r = script("decode.py", "--artifacts", str(root), "-q", "--limit", "2", "-o", str(out))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert str(target) in r.stderr

@@ -105,3 +105,11 @@ def test_non_finite_numbers_are_refused(override):
     'cosine nan', every LLM call failing, an OverflowError after training."""
     with pytest.raises(ConfigError, match="finite number"):
         load_config(None, [override])
+
+
+def test_config_that_is_a_folder_or_not_utf8_is_one_line(tmp_path):
+    bad = tmp_path / "latin1.json"
+    bad.write_bytes('{"seed": 1, "_comment": "caf\xe9"}'.encode("latin-1"))
+    for path, why in ((tmp_path, "not a file"), (bad, "UTF-8")):
+        with pytest.raises(ConfigError, match=why):
+            load_config(path)

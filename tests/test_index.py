@@ -93,3 +93,15 @@ def test_faiss_warnings_are_caught_not_printed(capfd):
     assert "please provide at least" in lines[0] and len(lines) == 1  # distinct lines only
     build_index(emb, "OPQ8,PQ8")  # build_index catches its own
     assert "please provide" not in capfd.readouterr().err
+
+
+def test_a_bad_index_factory_is_refused_before_any_work(tmp_path):
+    """'JUNK99' failed in FAISS after the whole embedding and training; now one line at once."""
+    from semcomp.build import build
+    from semcomp.config import load_config
+    from semcomp.errors import UsageError
+
+    cfg = load_config(None, ["index_factory=JUNK99", f"artifacts_dir={tmp_path / 'a'}", "data_dir=/nonexistent"])
+    with pytest.raises(UsageError, match="could not parse index string JUNK99"):
+        build(cfg)
+    assert not (tmp_path / "a").exists()

@@ -36,7 +36,7 @@ HOSTED_TIMEOUT_S, SERVER_TIMEOUT_S = 30.0, 120.0
 
 def choose_backend(name: str | None, llm_backend: str) -> str:
     """`name` (--backend), else env SEMANTIC_RECON_BACKEND, else "similarity"; "llm" means
-    `llm_backend` (the config's). Returns "similarity" or one of LLM_BACKENDS."""
+    `llm_backend` (the config's). Returns "similarity", "fusion" or one of LLM_BACKENDS."""
     source = "--backend" if name else BACKEND_ENV
     chosen = (name or os.environ.get(BACKEND_ENV) or "similarity").strip().lower()
     if chosen not in DECODE_BACKENDS:

@@ -6,6 +6,7 @@ works through `llm_model_path`.
 """
 from __future__ import annotations
 
+import atexit
 import threading
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class LocalLM:
         # What the response cache key holds in place of a server URL.
         self.endpoint = f"local:{path.name}:{path.stat().st_size}"
         self._lock = threading.Lock()
+        # Freed before the interpreter tears down llama_cpp's module globals: Llama.__del__ at
+        # exit raised "'NoneType' object is not callable" after every decode.
+        atexit.register(self.llama.close)
 
     def complete(self, req: Request) -> str:
         with self._lock:
