@@ -10,8 +10,7 @@ default) writes CANDIDATES sentences a round and the local embedder keeps the be
 the decoded embedding. Scored with the reference PyTorch SBERT (text cosine to the original),
 chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
 model fitted on diverse-en dev (no method's source, no test sentence), so that token soup shows.
-Writes docs/generative.{json,md}; model replies are cached in the artifacts' llm_cache,
-so a rerun of the same settings costs only the scoring.
+Writes docs/generative.{json,md}. No response cache: every setting's time is its own.
 """
 from __future__ import annotations
 
@@ -117,6 +116,7 @@ def run() -> int:
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "docs"))
+    p.add_argument("--stem", default="generative", help="file name of the report (default: %(default)s)")
     args = p.parse_args()
     cfg = load_config(args.config, args.set)
     cfg["artifacts_dir"] = str(ROOT / cfg["artifacts_dir"]) if not Path(cfg["artifacts_dir"]).is_absolute() \
@@ -140,7 +140,8 @@ def run() -> int:
     for nofuse, rounds, cands in settings:
         name = f"local {'no fusion ' if nofuse else ''}{rounds}x{cands}"
         scfg = {**codec.cfg, "llm_rounds": rounds, "llm_candidates": cands, "llm_fusion": not nofuse}
-        decoders_of[name] = decoders.text_decoder(scfg, "local", codec.dir / "llm_cache")
+        # No response cache: settings share their first requests, and a cached reply costs nothing.
+        decoders_of[name] = decoders.text_decoder(scfg, "local", None)
 
     result: dict = {"config": {k: codec.cfg[k] for k in codec.cfg if k.startswith("llm_")},
                     "bits": codec.manifest["bits_per_sentence"], "sets": {}, "rows": {}}
@@ -179,15 +180,16 @@ def run() -> int:
         result["sets"][sname] = [{"original": texts[i], **{m: o[i] for m, o in outputs.items()}} for i in show]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "generative.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    (out / "generative.md").write_text(markdown(result, args))
-    print(f"-> {out / 'generative.md'}")
+    (out / f"{args.stem}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    (out / f"{args.stem}.md").write_text(markdown(result, args))
+    print(f"-> {out / (args.stem + '.md')}")
     return 0
 
 
 def markdown(result: dict, args: argparse.Namespace) -> str:
     lines = [f"# Generative decoding vs similarity decoding ({result['bits']} bits, general codec)", "",
-             f"`python bench/generative.py --n {args.n} --settings {args.settings}`; local model "
+             f"`python bench/generative.py --n {args.n} --settings {args.settings}"
+             f"{'' if args.stem == 'generative' else ' --stem ' + args.stem}`; local model "
              f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
              "fusion decoder's candidates unless 'no fusion'. Text cosine: reference SBERT, original vs reconstruction. "
              "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. s/sentence: wall time on this "

@@ -202,6 +202,26 @@ def test_evaluate(built):
     assert "fewer points than FAISS advises" in report
 
 
+def test_evaluate_scores_another_backend_beside_similarity(built):
+    """A fusion decode is scored against similarity decoding of the same codes, with its cost per
+    sentence, and report.md shows both side by side."""
+    root, _ = built
+    try:
+        script("decode.py", "--artifacts", str(root), "-q", "--backend", "fusion")
+        script("evaluate.py", "--artifacts", str(root), "-q", "--sweep", "", "--no-plots")
+        r = json.loads((root / "metrics.json").read_text())
+        rec = r["reconstruction"]
+        assert set(rec) == {"similarity", "fusion"} and rec["similarity"]["n"] == rec["fusion"]["n"] == 70
+        assert rec["fusion"]["seconds_per_sentence"] > 0 and rec["fusion"]["fell_back"] == 0
+        assert rec["fusion"]["text_cosine"] != rec["similarity"]["text_cosine"]
+        rows = r["side_by_side"]
+        assert len(rows) == 20 and all(set(row) == {"original", "similarity", "fusion"} for row in rows)
+        report = (root / "report.md").read_text()
+        assert "| original | similarity | fusion |" in report and "| **fusion** |" in report
+    finally:
+        script("decode.py", "--artifacts", str(root), "-q")  # the similarity file the other tests expect
+
+
 def test_evaluate_refuses_misaligned_and_missing(built, tmp_path):
     root, _ = built
     rec_path = root / "reconstructions.jsonl"
