@@ -96,7 +96,9 @@ def run() -> int:
         orig = (rec["original"] or "-")[:width]
         print(f"{rec['id']:>5}  {rec['score']:6.3f}  {orig:<{width}}  {rec['reconstruction'][:width]}")
     fell_back = sum(1 for r in records if r.get("fallback_reason"))
-    print(f"{len(records)} records ({backend}, {len(records) / max(elapsed, 1e-9):.0f}/s"
+    rate = len(records) / max(elapsed, 1e-9)
+    speed = f"{rate:.0f}/s" if rate >= 10 else f"{1 / max(rate, 1e-9):.1f} s a sentence"  # LLM decoding is slow
+    print(f"{len(records)} records ({backend}, {speed}"
           f"{f', {fell_back} fell back to similarity' if fell_back else ''}) -> {out}")
     if partial:
         print(f"partial run ({len(codes)} of {len(every)} codes): {full_out} left as it was")
