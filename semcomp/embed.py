@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ModelError
 from .util import hub_online
-from .weights import PACKAGED_SHA256, packaged_model_dir  # noqa: F401 - PACKAGED_SHA256: its old home
+from .weights import PACKAGED_SHA256, packaged_model_dir
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Sentences embedded between two cache writes: what a killed run can lose (~10 s of work here).

@@ -11,7 +11,7 @@ import numpy as np
 
 from .artifacts import atomic_write
 from .errors import UsageError
-from .faiss_util import faiss_quiet, faiss_threads_for, no_polysemous  # noqa: F401 - their old home
+from .faiss_util import faiss_quiet, faiss_threads_for, no_polysemous
 
 
 MIN_OPQ_TRAIN = 512  # FAISS's OPQ training crashed (heap corruption) on 360 vectors here

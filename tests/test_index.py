@@ -83,7 +83,7 @@ def test_tune_effort_reaches_the_recall_target_with_the_least_effort(factory, ki
 
 
 def test_faiss_warnings_are_caught_not_printed(capfd):
-    from semcomp.index import faiss_quiet
+    from semcomp.faiss_util import faiss_quiet
 
     import faiss
 
