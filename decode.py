@@ -25,7 +25,7 @@ KEY_ENV = ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY")
 
 LLM_FAILED = 3  # exit code: the records are written, but the LLM part failed (see llm_failure)
 EPILOG = f"""LLM decoding keys (--set KEY=VALUE; --backend llm means llm_backend):
-{cli.config_keys("llm_")}
+{cli.config_keys("llm")}
 
 environment:
   {BACKEND_ENV}  the default for --backend ({", ".join(DECODE_BACKENDS)})
@@ -59,7 +59,7 @@ def run() -> int:
 
     from semcomp import Codec
     from semcomp.artifacts import verify
-    from semcomp.codes import code_shape, read_codes
+    from semcomp.codes import code_shape, is_sharded, read_codes, read_sharded_codes, shards_folder
     from semcomp.decoders import choose_backend, llm_failure, write_records
 
     backend = choose_backend(args.backend, cfg["llm_backend"])  # for the summary: Codec.reconstruct checks it
@@ -71,11 +71,8 @@ def run() -> int:
         verify(root, codec.manifest, ["test.scz", "test.txt"])
         originals = (root / "test.txt").read_text(encoding="utf-8").split("\n")
     read = read_codes
-    if args.codes:
-        from semcomp.engine_ray import is_sharded, read_sharded_codes, shards_folder
-
-        if is_sharded(codes_path):  # a folder of shards (or its manifest) from `pipeline.py --engine ray`
-            codes_path, read = shards_folder(codes_path), read_sharded_codes
+    if args.codes and is_sharded(codes_path):  # a folder of shards (or its manifest) from --engine ray
+        codes_path, read = shards_folder(codes_path), read_sharded_codes
     every = read(codes_path, expect_fingerprint=codec.fingerprint, expect_shape=code_shape(codec.model)).codes
     codes = every[: args.limit]
     full_out = root / "reconstructions.jsonl" if not args.codes else codes_path.with_suffix(".jsonl")

@@ -1,7 +1,7 @@
 """Score a run: embedding fidelity, text reconstruction, compression, and baselines at the same bits.
 
     python evaluate.py                   # after pipeline.py and decode.py
-    python evaluate.py --sweep 32,64,128 --stsb ../shared/data/stsb/sts-dev.csv
+    python evaluate.py --sweep 64,128 --stsb ../shared/data/stsb/sts-dev.csv
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 from semcomp import cli  # noqa: E402
+from semcomp.quantizers import BASELINE_KINDS, DEFAULT_BASELINES  # noqa: E402
 
 log = logging.getLogger("semcomp")
 DEFAULT_STSB = Path(__file__).resolve().parent.parent / "shared" / "data" / "stsb" / "sts-dev.csv"
@@ -22,13 +23,13 @@ DEFAULT_STSB = Path(__file__).resolve().parent.parent / "shared" / "data" / "sts
 
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--sweep", default="64,128",
-                   help="extra bit budgets for the baselines, beside the codec's own (default: %(default)s; "
-                        "\"\" for none: the fastest cold run)")
+    p.add_argument("--sweep", default="",
+                   help="extra bit budgets for the baselines beside the codec's own, e.g. 64,128 (the sweep "
+                        "in docs/results.md; each budget trains every baseline again) (default: none)")
     p.add_argument("--bertscore-model", default="roberta-large", help="BERTScore model (default: %(default)s)")
     p.add_argument("--stsb", default=None, help=f"STS-B dev file; 'none' to skip (default: {DEFAULT_STSB}, if present)")
-    p.add_argument("--baselines", default="pq,opq,rq",
-                   help="FAISS quantisers trained on the run's vectors at each budget: pq, opq, rq, lsq "
+    p.add_argument("--baselines", default=",".join(DEFAULT_BASELINES),
+                   help=f"FAISS quantisers trained on the run's vectors at each budget: {', '.join(BASELINE_KINDS)} "
                         "(lsq: LSQ++, slow to train) (default: %(default)s)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     args = p.parse_args()
@@ -40,14 +41,18 @@ def run() -> int:
     if bad := [b for b in sweep if not 8 <= b <= 1024]:  # FAISS would fail deep inside, after minutes
         raise cli.ConfigError(f"--sweep bit budgets must be in [8, 1024], got {bad[0]}")
     kinds = tuple(k.strip() for k in args.baselines.split(",") if k.strip())
-    if bad := [k for k in kinds if k not in ("pq", "opq", "rq", "lsq")]:
-        raise cli.ConfigError(f"--baselines: unknown {', '.join(bad)} (use pq, opq, rq, lsq)")
+    if bad := [k for k in kinds if k not in BASELINE_KINDS]:
+        raise cli.ConfigError(f"--baselines: unknown {', '.join(bad)} (use {', '.join(BASELINE_KINDS)})")
     stsb = DEFAULT_STSB if args.stsb is None else None if args.stsb.lower() == "none" else Path(args.stsb)
     if args.stsb is None and not stsb.exists():
         log.warning("no STS-B file at %s: STS-B figures skipped (pass --stsb PATH)", stsb)
         stsb = None
     if stsb is not None and not stsb.exists():
         raise cli.ConfigError(f"STS-B file {stsb} not found: pass --stsb PATH or --stsb none")
+    if stsb is not None:
+        from semcomp.metrics import load_stsb
+
+        load_stsb(stsb)  # a file that is not STS-B fails here, in one line, not after the baselines
 
     from semcomp.artifacts import atomic_write, write_json
     from semcomp.evaluation import evaluate

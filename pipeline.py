@@ -54,7 +54,6 @@ def run() -> int:
     cfg = cli.config_from(args)
     if args.compress:
         from semcomp import Codec
-        from semcomp.build import compress
 
         src = Path(args.compress)  # notes.txt -> notes.scz; a folder -> its name + .scz, beside it
         out = args.output or str(src.with_suffix(".scz") if src.is_file() and src.suffix != ".scz"
@@ -67,8 +66,7 @@ def run() -> int:
             require_ray()  # one line naming the install, before any work
             stats = compress_ray(Codec.load(cfg["artifacts_dir"], cfg), args.compress, out, cfg)  # out: a folder
         else:
-            codec = Codec.load(cfg["artifacts_dir"], cfg)
-            stats = compress(codec, args.compress, out, cfg["show_progress_bar"])
+            stats = Codec.load(cfg["artifacts_dir"], cfg).compress_file(args.compress, out, cfg["show_progress_bar"])
         log.info("%d sentences -> %s: %d bytes (UTF-8 text: %d bytes)", stats["sentences"], out,
                  stats["bytes"], stats["utf8_bytes"])
         return 0

@@ -22,13 +22,12 @@ from typing import Callable
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from semcomp import onnx_embed as oe
+from semcomp.artifacts import write_json
+from semcomp.data import split_sentences
+from semcomp.embed import DEFAULT_MODEL, load_sbert
 
-from semcomp import onnx_embed as oe  # noqa: E402
-from semcomp.artifacts import write_json  # noqa: E402
-from semcomp.data import split_sentences  # noqa: E402
-from semcomp.embed import DEFAULT_MODEL, load_sbert  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "wikitext-2-raw"
 

@@ -20,20 +20,18 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the scripts: torch and FAISS bring their own threads
 
-import argparse  # noqa: E402
+import argparse  # noqa: E402  (below: numpy must load after the BLAS setting)
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 from semcomp import Codec, baselines, metrics  # noqa: E402
 from semcomp.config import load_config  # noqa: E402
 from semcomp.evaluation import eval_sets  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES = {64: (8, 256), 72: (8, 512), 128: (16, 256)}  # bits -> codebooks x entries
 
@@ -99,7 +97,7 @@ def main() -> None:
                 encode, decode = model.encode, model.decode
                 train_s, extra = hist[-1]["seconds"], {"epochs": len(hist)}
             else:
-                q = baselines.faiss_quantizer(method, bits, train_e, cfg["seed"], art / "cache" / "baselines",
+                q = baselines.faiss_baseline(method, bits, train_e, cfg["seed"], art / "cache" / "baselines",
                                               train_beam=cfg["vqvae_train_beam"])
                 encode, decode, extra = q.encode, q.decode, {}
                 train_s = None  # ready_s is the training time on a cold cache, a load after

@@ -21,10 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from semcomp.util import cores
 
-from semcomp.util import cores  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def artifacts_view(src: Path, dst: Path) -> Path:
@@ -55,7 +54,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from semcomp.codes import read_codes
-    from semcomp.engine_ray import read_sharded_codes
+    from semcomp.codes import read_sharded_codes
 
     lines = Path(args.source).read_text(encoding="utf-8").splitlines()[: args.n]
     result = {"n_lines": len(lines), "source": args.source, "artifacts": args.artifacts, "sets": args.set,

@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from semcomp import cli
+from semcomp.util import cores
 
-from semcomp import cli  # noqa: E402
-from semcomp.util import cores  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def peak_rss_mb_children() -> float:
@@ -61,10 +60,10 @@ def run() -> int:
         rows["peak_rss_mb"] = peak_rss_mb_children()
 
         # The limit: plain sentence-transformers encode of the same sentences, in a fresh process.
-        code = ("import sys,time,json;sys.path.insert(0,%r);from semcomp.embed import load_sbert;"
+        code = ("import sys,time,json;from semcomp.embed import load_sbert;"
                 "t=(art:=%r);s=open(t+'/dictionary.txt').read().split('\\n')+open(t+'/test.txt').read().split('\\n');"
                 "m=load_sbert(%r,'cpu');t0=time.perf_counter();m.encode(s,batch_size=32);"
-                "print(json.dumps({'n':len(s),'s':time.perf_counter()-t0}))") % (str(ROOT), str(art), cfg["sbert_model"])
+                "print(json.dumps({'n':len(s),'s':time.perf_counter()-t0}))") % (str(art), cfg["sbert_model"])
         plain = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                           check=True).stdout.strip().splitlines()[-1])
         rows["plain_encode_s"] = plain["s"]

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from semcomp.data import local_split_paths, split_sentences
+from semcomp.embed import Embedder
+from semcomp.index import build_index, search
 
-from semcomp.data import local_split_paths, split_sentences  # noqa: E402
-from semcomp.embed import Embedder  # noqa: E402
-from semcomp.index import build_index, search  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DATA = ROOT.parent / "shared" / "data" / "wikitext-2"
 CHUNK = 65_536

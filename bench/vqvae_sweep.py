@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from semcomp.config import load_config, parse_override
+from semcomp.data import sample_split
 
-from semcomp.config import load_config, parse_override  # noqa: E402
-from semcomp.data import sample_split  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPES = {64: (8, 256), 72: (8, 512), 128: (16, 256)}  # bits -> (codebooks, entries)
 SHARED = ROOT.parent / "shared" / "data"
@@ -106,26 +104,27 @@ def metrics(rt, data: dict[str, np.ndarray]) -> dict[str, float]:
 
 def rq_progressive(bits: int, train: np.ndarray):
     """FAISS RQ, beam 8, with FAISS's own default training (progressive-dimension k-means).
-    baselines.faiss_quantizer('rq') sets Train_default (= 0: plain k-means), which is weaker; the
+    baselines.faiss_baseline('rq') sets Train_default (= 0: plain k-means), which is weaker; the
     VQ-VAE's codebooks start from this trainer, so this is the fair linear reference."""
     import faiss
 
-    from semcomp.baselines import Quantizer, _unit
+    from semcomp.baselines import Baseline
+    from semcomp.metrics import unit_rows
 
     k, n = SHAPES[bits]
     q = faiss.ResidualQuantizer(train.shape[1], k, int(np.log2(n)))
     q.max_beam_size = 8
     q.cp.seed = 0
     q.train(np.ascontiguousarray(train, np.float32))
-    return Quantizer(f"rqpd-{bits}", q.code_size * 8, lambda x: q.compute_codes(np.ascontiguousarray(x, np.float32)),
-                     lambda c: _unit(q.decode(c)))
+    return Baseline(f"rqpd-{bits}", q.code_size * 8, lambda x: q.compute_codes(np.ascontiguousarray(x, np.float32)),
+                    lambda c: unit_rows(q.decode(c)))
 
 
 def run_baseline(kind: str, bits: int, data) -> dict:
-    from semcomp.baselines import faiss_quantizer
+    from semcomp.baselines import faiss_baseline
 
     t = time.time()
-    q = rq_progressive(bits, data["fit"]) if kind == "rqpd" else faiss_quantizer(kind, bits, data["fit"])
+    q = rq_progressive(bits, data["fit"]) if kind == "rqpd" else faiss_baseline(kind, bits, data["fit"])
     secs = time.time() - t
     return {"method": kind, "bits": q.bits, **metrics(q.roundtrip, data), "train_s": round(secs, 1)}
 
@@ -133,7 +132,8 @@ def run_baseline(kind: str, bits: int, data) -> dict:
 def run_vqvae(bits: int, data, overrides: list[str], log: bool) -> dict:
     import torch
 
-    from semcomp.vqvae import train_vqvae, usage
+    from semcomp.metrics import usage
+    from semcomp.quantizers.vqvae import train as train_vqvae
 
     k, n = SHAPES[bits]
     cfg = load_config(None, [f"vqvae_num_codebooks={k}", f"vqvae_num_embeddings={n}"])

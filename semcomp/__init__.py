@@ -1,6 +1,7 @@
 """semcomp: store and send the meaning of text in a few bytes a sentence."""
 from .config import load_config
 
+__version__ = "0.1.0"
 __all__ = ["Codec", "load_config"]
 
 
@@ -10,4 +11,3 @@ def __getattr__(name: str):  # Codec pulls in torch (1.4 s): only when asked for
 
         return Codec
     raise AttributeError(f"module 'semcomp' has no attribute {name!r}")
-__version__ = "0.1.0"

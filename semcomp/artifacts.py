@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from .errors import UserError
+from .util import sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -68,6 +69,26 @@ def read_json(path: str | Path) -> Any:
 
 
 @contextlib.contextmanager
+def exclusive(artifacts_dir: str | Path) -> Iterator[None]:
+    """Hold the folder for one pipeline build: a second build at once would train, stage and swap
+    the same files; it is refused in one line instead of waiting for a build of unknown length."""
+    from filelock import FileLock, Timeout
+
+    root = Path(artifacts_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise ArtifactError(f"{root} is busy: another `pipeline.py` is building it; wait for it to finish "
+                            f"or pass --artifacts DIR") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
 def staged_run(artifacts_dir: str | Path) -> Iterator[Path]:
     """Yield an empty staging folder; on success move its files into `artifacts_dir`, manifest last.
 
@@ -118,8 +139,6 @@ def load_manifest(artifacts_dir: str | Path) -> dict[str, Any]:
 
 def verify(artifacts_dir: str | Path, manifest: dict[str, Any], names: list[str]) -> None:
     """Check named artifacts against the manifest's sha256 (mixed or edited runs are refused)."""
-    from .util import sha256_file
-
     for name in names:
         path = Path(artifacts_dir) / name
         want = manifest["files"].get(name, {}).get("sha256")

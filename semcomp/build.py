@@ -15,11 +15,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .artifacts import BASELINES, FORMAT_VERSION, MANIFEST, atomic_write, read_json, staged_run, write_json
+from . import quantizers
+from .artifacts import BASELINES, FORMAT_VERSION, MANIFEST, atomic_write, exclusive, read_json, staged_run, write_json
 from .codes import row_bytes, write_codes
-from .config import bits_per_code
-from .data import DataError, Split, read_source, read_text_input, split_sentences, split_sources
+from .config import INDEX_KEYS, MODEL_KEYS, bits_per_code
+from .data import DataError, Split, read_source, split_sentences, split_sources
+from .codec import closed_loop_encode
 from .embed import Embedder
+from .index import build_index, check_factory, choose_factory, dictionary_search, load_index, save_index, tune_effort
 from .util import sha256_file
 
 log = logging.getLogger("semcomp")
@@ -36,14 +39,10 @@ class Timer(dict):
         self[stage] = round(self.get(stage, 0.0) + time.perf_counter() - t, 3)
 
 
-MODEL_KEYS = ("quantizer", "seed", "batch_size", "vqvae_", "qinco_")
-INDEX_KEYS = ("index_factory", "pq_M", "index_opq_iterations")
-
-
-def _digest(emb: np.ndarray, cfg: dict[str, Any], prefixes: tuple[str, ...]) -> str:
+def _digest(emb: np.ndarray, cfg: dict[str, Any], keys: tuple[str, ...]) -> str:
     """Cache key: the training vectors and every config key that shapes what is trained on them."""
     h = hashlib.sha256(np.ascontiguousarray(emb).tobytes())
-    h.update(json.dumps({k: v for k, v in sorted(cfg.items()) if k.startswith(prefixes)}).encode())
+    h.update(json.dumps({k: v for k, v in sorted(cfg.items()) if k in keys}).encode())
     return h.hexdigest()[:24]
 
 
@@ -52,8 +51,6 @@ def trained_model(cfg: dict[str, Any], emb: np.ndarray, cache: Path,
     """The config's quantiser trained on emb, and the cache folder holding it: loaded when this
     exact training (vectors and MODEL_KEYS) ran before, since training is deterministic for a seed
     and retraining would only reproduce an equal model."""
-    from . import quantizers
-
     folder = cache / f"model-{_digest(emb, cfg, MODEL_KEYS)}"
     if (folder / "history.json").exists():
         return quantizers.load(cfg["quantizer"], folder), read_json(folder / "history.json"), folder
@@ -138,11 +135,12 @@ def read_sources(cfg: dict[str, Any], input_path: str | None, cache: Path) -> Sp
 def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "local") -> dict[str, Any]:
     """Run the whole pipeline; returns the manifest written to artifacts/manifest.json.
     engine "ray": the sentences are embedded into the cache by a Ray actor pool first."""
-    from . import quantizers
-    from .codec import closed_loop_encode
-    from .index import build_index, check_factory, choose_factory, dictionary_search, load_index, save_index, tune_effort
+    check_factory(cfg["index_factory"], cfg["pq_M"])  # before the folder is made: nothing left behind
+    with exclusive(cfg["artifacts_dir"]):
+        return _build(cfg, input_path, engine)
 
-    check_factory(cfg["index_factory"], cfg["pq_M"])
+
+def _build(cfg: dict[str, Any], input_path: str | None, engine: str) -> dict[str, Any]:
     root = Path(cfg["artifacts_dir"])
     cache = root / "cache"
     timer = Timer()
@@ -198,7 +196,7 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
                 shutil.copyfile(model_dir / name, stage / name)
             fingerprint = bytes.fromhex(sha256_file(stage / files[0])[:16])
             test_codes = closed_loop_encode(model, test_e, cfg["encode_candidates"],
-                                            dictionary_search(index, dict_e, cfg, effort), dict_e)
+                                            dictionary_search(index, dict_e, cfg["search_k"], cfg["search_effort"] or effort), dict_e)
             write_codes(stage / "test.scz", test_codes, bits, fingerprint)
             decoded = model.decode(test_codes)
         with timer("write"):
@@ -231,19 +229,3 @@ def build(cfg: dict[str, Any], input_path: str | None = None, engine: str = "loc
         manifest["seconds"]["total"] = round(sum(timer.values()), 3)
         write_json(stage / MANIFEST, manifest)
     return manifest
-
-
-def compress(codec: Any, input_path: str, output: str, show_progress_bar: bool = True) -> dict[str, Any]:
-    """A user's text -> its pieces -> codes file made by `codec`'s model.
-
-    One code per piece of split_document: every piece, in order, repeats and fragments included, so
-    the codes file holds the whole document ('Hi Sarah,' and a repeated 'Ok.' too)."""
-    from .data import DataError, split_document
-
-    pieces = split_document(read_text_input(input_path))
-    if not pieces:
-        raise DataError(f"no text found in {input_path}")
-    codes = codec.encode(codec.embed(pieces, show_progress_bar=show_progress_bar))
-    size = write_codes(output, codes, codec.bits_per_code, codec.fingerprint)
-    utf8 = sum(len(s.encode("utf-8")) for s in pieces)
-    return {"sentences": len(pieces), "bytes": size, "utf8_bytes": utf8}

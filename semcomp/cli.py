@@ -26,9 +26,9 @@ CONFIG_HELP = ("config: defaults, then --config FILE, then each --set KEY=VALUE.
                "quantizer and llm_*.")
 
 
-def config_keys(*prefixes: str) -> str:
-    """Help lines `key (default): meaning` for the config keys starting with any of `prefixes`."""
-    return "\n".join(f"  {k} ({SCHEMA[k][0]!r}): {SCHEMA[k][3]}" for k in SCHEMA if k.startswith(prefixes))
+def config_keys(*groups: str) -> str:
+    """Help lines `key (default): meaning` for the config keys of these groups (semcomp.config.Key)."""
+    return "\n".join(f"  {k} ({key.default!r}): {key.meaning}" for k, key in SCHEMA.items() if key.group in groups)
 
 
 def parser(description: str, set_example: str | None = None, epilog: str | None = None) -> argparse.ArgumentParser:

@@ -9,9 +9,12 @@ import numpy as np
 
 from . import decoders, quantizers
 from .artifacts import ArtifactError, load_manifest, verify
-from .config import SCHEMA
+from .codes import write_codes
+from .config import DEFAULTS, RUN_KEYS
+from .data import DataError, read_text_input, split_document
 from .embed import Embedder
 from .errors import UsageError
+from .index import dictionary_search, load_index
 
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
 
@@ -57,13 +60,15 @@ class Codec:
         manifest = load_manifest(artifacts_dir)
         quantizer = manifest["config"].get("quantizer", "vqvae")
         verify(artifacts_dir, manifest, list(quantizers.FILES[quantizer]))
-        model = quantizers.load(quantizer, artifacts_dir)
+        try:
+            model = quantizers.load(quantizer, artifacts_dir)
+        except Exception as e:  # damage the sha256 check cannot see: a manifest edited to match
+            raise ArtifactError(f"the {quantizer} model in {artifacts_dir} cannot be loaded ({type(e).__name__}): "
+                                f"re-run `python pipeline.py`") from None
         # Keys newer than the run take their defaults, but for what runs made before a key existed did.
-        merged = {**{k: d for k, (d, *_) in SCHEMA.items()}, **BEFORE_KEY, **manifest["config"]}
-        if cfg:
-            # The model's own shape and embedding model come from the run that trained it.
-            merged.update({k: v for k, v in cfg.items()
-                           if k.startswith(("llm_", "search_", "show_", "device", "embed_", "encode_"))
+        merged = {**DEFAULTS, **BEFORE_KEY, **manifest["config"]}
+        if cfg:  # the model's own shape, data and embedding model come from the run that trained it
+            merged.update({k: v for k, v in cfg.items() if k in RUN_KEYS
                            and not (k == "embed_backend" and v == "auto")})  # auto: the run's own
         return cls(model, merged, Path(artifacts_dir), manifest)
 
@@ -107,6 +112,18 @@ class Codec:
         return closed_loop_encode(self.model, x, self.cfg["encode_candidates"], self.search,
                                   self.dictionary[1])
 
+    def compress_file(self, input_path: str | Path, output: str | Path,
+                      show_progress_bar: bool = False) -> dict[str, int]:
+        """A user's text file (or folder of .txt/.md) -> a codes file: one code per piece of
+        `split_document`, every piece in order, repeats and fragments included, so the codes file
+        holds the whole document ('Hi Sarah,' and a repeated 'Ok.' too)."""
+        pieces = split_document(read_text_input(input_path))
+        if not pieces:
+            raise DataError(f"no text found in {input_path}")
+        codes = self.encode(self.embed(pieces, show_progress_bar=show_progress_bar))
+        size = write_codes(output, codes, self.bits_per_code, self.fingerprint)
+        return {"sentences": len(pieces), "bytes": size, "utf8_bytes": sum(len(s.encode("utf-8")) for s in pieces)}
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """float32 (n, 384), unit norm: the decoded embeddings."""
         codes = np.asarray(codes)
@@ -122,22 +139,24 @@ class Codec:
     # -- the dictionary, loaded on first use ---------------------------------------------------
     @cached_property
     def dictionary(self) -> tuple[list[str], np.ndarray, Any]:
-        from .index import load_index
-
         verify(self.dir, self.manifest, DICTIONARY_FILES)
-        texts = (self.dir / "dictionary.txt").read_text(encoding="utf-8").split("\n")
-        emb = np.load(self.dir / "dictionary.npy", mmap_mode="r")  # paged in as searches touch it
-        if len(texts) != len(emb):
-            raise ArtifactError("dictionary.txt and dictionary.npy disagree: re-run `python pipeline.py`")
-        return texts, emb, load_index(self.dir / "index.faiss")
+        try:
+            texts = (self.dir / "dictionary.txt").read_text(encoding="utf-8").split("\n")
+            emb = np.load(self.dir / "dictionary.npy", mmap_mode="r")  # paged in as searches touch it
+            index = load_index(self.dir / "index.faiss")
+        except (ValueError, RuntimeError) as e:  # as for the model: damage under a matching manifest
+            raise ArtifactError(f"the dictionary in {self.dir} cannot be loaded ({type(e).__name__}): "
+                                f"re-run `python pipeline.py`") from None
+        if len(texts) != len(emb) or index.ntotal != len(emb):
+            raise ArtifactError("dictionary.txt, dictionary.npy and index.faiss disagree: re-run `python pipeline.py`")
+        return texts, emb, index
 
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k dictionary ids and exact cosines for each query embedding."""
-        from .index import dictionary_search
-
         _, dict_emb, index = self.dictionary
         tuned = self.manifest.get("index", {})
-        return dictionary_search(index, dict_emb, self.cfg, tuned.get("effort", tuned.get("nprobe")))(emb, k)
+        effort = self.cfg["search_effort"] or tuned.get("effort", tuned.get("nprobe"))  # nprobe: older runs
+        return dictionary_search(index, dict_emb, self.cfg["search_k"], effort)(emb, k)
 
     def reconstruct(self, codes: np.ndarray, backend: str | None = "similarity", k: int = 5,
                     originals: Sequence[str] | None = None, ids: Sequence[Any] | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import UserError
-from .util import cores
+from .util import cores, hub_online
 
 SPLIT_FILES = {"train": "train", "validation": "valid", "test": "test"}
 
@@ -189,17 +189,25 @@ def local_split_paths(data_dir: str | Path, dataset_name: str, split: str) -> li
     return paths
 
 
-def read_text_input(path: str | Path) -> list[str]:
-    """A user's own text: a file, or every *.txt / *.md file under a folder; one paragraph a line."""
+TEXT_SUFFIXES = {".txt", ".md"}
+
+
+def input_files(path: str | Path) -> list[Path]:
+    """What `--input` / `--compress` PATH names: a file, or every .txt / .md file under a folder, sorted."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(x for x in p.rglob("*") if x.suffix in {".txt", ".md"} and x.is_file())
+        files = sorted(x for x in p.rglob("*") if x.suffix in TEXT_SUFFIXES and x.is_file())
         if not files:
             raise DataError(f"no .txt or .md files under {p}")
-    elif p.is_file():
-        files = [p]
-    else:
-        raise DataError(f"input {p} does not exist")
+        return files
+    if p.exists() and not p.is_dir():
+        return [p]  # a regular file, or one a user points at on purpose (/dev/stdin, a named pipe)
+    raise DataError(f"input {p} does not exist")
+
+
+def read_text_input(path: str | Path) -> list[str]:
+    """A user's own text (see `input_files`); one paragraph a line."""
+    files = input_files(path)
     lines: list[str] = []
     for f in files:
         try:
@@ -217,8 +225,6 @@ def load_paragraphs(cfg: dict[str, Any]) -> list[str]:
             lines += p.read_text(encoding="utf-8").splitlines()
         return lines
     _split_names(cfg["dataset_split"])
-    from .util import hub_online
-
     offline_hint = ("offline, point at a local copy: --set data_dir=PATH (folder with wiki.valid.raw etc.) "
                     "or use --input FILE")
     if not hub_online():  # fail in seconds, not after the datasets client's retries
@@ -277,10 +283,101 @@ def read_diverse_en(folder: str | Path, split: str) -> tuple[list[str], list[str
     return texts, labels
 
 
+# -- Hugging Face datasets: {"name": "hf", "path": ..., "column": ..., "config": ..., "split": ...} --
+HF_FIRST_ROWS = 2000  # at most this many rows segmented first under a cap; later reads are sized from their yield
+HF_CAP_MARGIN = 0.1   # read 10 % past the cap: split_sources drops what another source holds, then caps
+_HF_FILES = "a local folder of .parquet/.jsonl/.csv files"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def hf_label(path: str) -> str:
+    """An hf source's sentences' label: 'hf/' and its path's last part ('allenai/soda' -> 'hf/soda')."""
+    return "hf/" + path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+
+
+def load_hf(path: str, config: str | None, split: str):
+    """`datasets.load_dataset(path, config, split=split)`, its failures as one-line DataErrors. `path` is a
+    hub dataset id (owner/name) or a local folder of data files, which the same call reads offline."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        path = str(folder)
+    elif path.startswith(("/", ".", "~")) or path.count("/") > 1 or "\\" in path:
+        raise DataError(f"hf source path {path} is not a folder: give a hub dataset id (owner/name) or {_HF_FILES}")
+    elif not hub_online():  # fail in seconds, not after the datasets client's retries
+        raise DataError(f"the Hugging Face hub is unreachable, so {path} cannot be downloaded; offline, set the "
+                        f"source's path to {_HF_FILES} (a copy of the dataset), or build the general codec "
+                        f"from the local diverse-en copy: --config configs/general.json")
+    import datasets
+
+    try:
+        return datasets.load_dataset(path, config, split=split)
+    except ValueError as e:  # an unknown split or config name: datasets names the ones there are
+        key = "split" if "split" in str(e).lower() else "config"
+        raise DataError(f"hf source {path}: {_first_line(e)}; set the source's {key}") from None
+    except RuntimeError as e:
+        if "scripts are no longer supported" not in str(e):
+            raise
+        raise DataError(f"{path} is a script-only dataset, which datasets {datasets.__version__} no longer runs; "
+                        f"use a copy stored as parquet/json/csv files (on the hub, or {_HF_FILES})") from None
+    except (OSError, datasets.exceptions.DatasetsError) as e:  # not found, gated, unreachable, unreadable
+        raise DataError(f"could not load {path} ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def _hf_paragraphs(values: Iterable[Any], path: str, column: str) -> list[str]:
+    """A text column's values as paragraphs: a string is one, a list of strings (a dialogue's turns,
+    an abstract's sentences) one an item; missing values are skipped."""
+    out: list[str] = []
+    for value in values:
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str):
+                out.append(item)
+            elif item is not None:
+                raise DataError(f"{path}: column {column!r} holds {type(item).__name__} values, not text; "
+                                f"set the source's column to a text column")
+    return out
+
+
+def read_hf(spec: dict[str, Any], cfg: dict[str, Any],
+            segment: Callable[[list[str]], list[str]] = split_sentences) -> tuple[list[str], list[str]]:
+    """An hf source's sentences: its text column's values, cut by `segment`, labelled hf/<name>.
+
+    With a cap, rows are read in a seeded random order only until cap + 10 % sentences are found
+    (split_sources then samples the cap), so a million-row dataset is not segmented whole."""
+    path, column = spec["path"], spec["column"]
+    split = spec.get("split") or "train"
+    ds = load_hf(path, spec.get("config"), split)
+    if column not in ds.column_names:
+        raise DataError(f"{path} ({split}) has no column {column!r} (it has: {', '.join(ds.column_names)}); "
+                        f"set the source's column")
+    ds = ds.select_columns([column])
+    cap = spec.get("cap")
+    if cap is None:
+        sentences = segment(_hf_paragraphs(ds[column], path, column))
+    else:
+        want = cap + int(cap * HF_CAP_MARGIN) + 1
+        order = random.Random(f"{cfg['seed']}/{path}/{split}").sample(range(len(ds)), len(ds))
+        found: dict[str, None] = {}  # an ordered set
+        done, step = 0, min(HF_FIRST_ROWS, want)
+        while done < len(order) and len(found) < want:
+            rows = order[done:done + step]
+            done += len(rows)
+            found.update(dict.fromkeys(segment(_hf_paragraphs(ds[rows][column], path, column))))
+            per_row = len(found) / done
+            step = max(100, int((want - len(found)) / per_row * 1.2) + 1) if per_row else 4 * step
+        sentences = list(found)
+    return sentences, [hf_label(path)] * len(sentences)
+
+
 def read_source(spec: dict[str, Any], cfg: dict[str, Any],
                 segment: Callable[[list[str]], list[str]] = split_sentences) -> tuple[list[str], list[str]]:
     """One entry of `sources`: its sentences and a label for each (for per-domain scores)."""
     name = spec["name"]
+    if name == "hf":
+        return read_hf(spec, cfg, segment)
     if name == "diverse-en":
         return read_diverse_en(spec.get("path") or "../shared/data/diverse-en", spec.get("split") or "train")
     if name == "text":

@@ -1,7 +1,6 @@
 """SBERT sentence embeddings: hub or packaged offline weights, with an on-disk cache."""
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from functools import lru_cache
@@ -10,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .cache import EmbeddingCache
 from .errors import ModelError
 from .util import hub_online
 from .weights import PACKAGED_SHA256, packaged_model_dir
@@ -106,67 +106,6 @@ def _onnx_encoder(folder: str, int8: bool) -> Any:
         if proc.returncode != 0 or not path.exists():
             raise ModelError(f"ONNX export failed ({last}); use --set embed_backend=torch")
     return OnnxEncoder(path)
-
-
-def _key(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-
-
-class EmbeddingCache:
-    """Embeddings on disk keyed by (model, text), so a re-run embeds nothing twice.
-
-    The cache is a folder of append-only chunks (`NNNNNN.vecs.npy`, then `NNNNNN.keys.npy`, each
-    written atomically; a chunk counts once its keys file exists). Adding never rewrites what is
-    there, a run killed part-way keeps every finished chunk, and lookups read the vectors through
-    memory maps, so 300k cached sentences cost neither a 0.46 GB rewrite per save nor RAM to open.
-    """
-
-    def __init__(self, cache_dir: str | Path, model: str):
-        self.dir = Path(cache_dir) / f"embeddings-{model.replace('/', '__')}"
-        self.keys: dict[bytes, int] = {}      # text key -> row over all chunks, in chunk order
-        self.files: list[Path] = []           # the chunks' vector files
-        self.starts = [0]                     # first row of each chunk, then the total
-        for keys_file in sorted(self.dir.glob("*.keys.npy")):
-            keys = np.load(keys_file)          # (rows, 16) uint8
-            base = self.starts[-1]
-            self.keys.update((k.tobytes(), base + i) for i, k in enumerate(keys))
-            self.files.append(keys_file.with_name(keys_file.name.replace(".keys.", ".vecs.")))
-            self.starts.append(base + len(keys))
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def missing(self, texts: list[str]) -> list[str]:
-        return list(dict.fromkeys(t for t in texts if _key(t) not in self.keys))
-
-    def add(self, texts: list[str], vecs: np.ndarray) -> None:
-        """Append one chunk (vectors first: a chunk without its keys file is never read)."""
-        from .artifacts import atomic_write
-
-        if not texts:
-            return
-        stem = self.dir / f"{len(self.files):06d}"
-        keys = np.frombuffer(b"".join(_key(t) for t in texts), dtype=np.uint8).reshape(-1, 16)
-        for suffix, arr in ((".vecs.npy", np.asarray(vecs, np.float32)), (".keys.npy", keys)):
-            with atomic_write(stem.with_suffix(suffix)) as f:
-                np.save(f, arr)
-        base = self.starts[-1]
-        self.keys.update((_key(t), base + i) for i, t in enumerate(texts))
-        self.files.append(stem.with_suffix(".vecs.npy"))
-        self.starts.append(base + len(texts))
-
-    def get(self, texts: list[str]) -> np.ndarray:
-        rows = np.fromiter((self.keys[_key(t)] for t in texts), np.int64, len(texts))
-        chunk = np.searchsorted(self.starts, rows, side="right") - 1
-        out = np.empty((len(texts), 0), np.float32)
-        for c in np.unique(chunk):
-            vecs = np.load(self.files[c], mmap_mode="r")
-            if out.shape[1] == 0:
-                out = np.empty((len(texts), vecs.shape[1]), np.float32)
-            sel = np.flatnonzero(chunk == c)
-            out[sel] = vecs[rows[sel] - self.starts[c]]
-            del vecs  # an open map would keep every page read so far in this process's RSS
-        return out
 
 
 class Embedder:

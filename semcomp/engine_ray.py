@@ -1,7 +1,7 @@
 """`--engine ray`: compress (and embed a training set) on Ray Data, with the local path's exact results.
 
 Ray is optional (`pip install -r requirements-ray.txt`); this module imports it only when a Ray job
-starts, so reading a folder of shards (`read_sharded_codes`, used by decode.py) needs no Ray.
+starts. The folder of shards it writes is a format of semcomp.codes, read there without Ray.
 
 What runs where, and why the results are byte-identical to `--engine local`:
 
@@ -40,22 +40,18 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import embed as embed_mod
-from .artifacts import ArtifactError, read_json, write_json
-from .codes import CodesFile, read_codes, write_codes
-from .data import DataError
+from .artifacts import atomic_write
+from .cache import read_rows, text_key
+from .codec import Codec
+from .codes import SHARD_NAME, SHARDS_MANIFEST, shard_entry, write_shards_manifest
+from .data import DataError, input_files, split_document
 from .errors import UsageError, UserError
-from .util import sha256_file
 
 log = logging.getLogger("semcomp")
 
 INSTALL = "pip install -r requirements-ray.txt"
-SHARDS_FORMAT = "semcomp-codes-shards"
-SHARDS_VERSION = 1
-SHARDS_MANIFEST = "manifest.json"
-SHARD_NAME = "shard-{:05d}.scz"
 ENCODE_CHUNK = 1024        # closed_loop_encode's and VQVAE.encode's chunk: encode blocks are multiples of it
 RANGE_BYTES = 8 << 20      # input bytes per split task (cut at the next line end)
-TEXT_SUFFIXES = {".txt", ".md"}
 
 
 class RayMissingError(UserError):
@@ -88,7 +84,7 @@ def ray_session(cfg: dict[str, Any]) -> Iterator[Any]:
         yield ray
         return
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
-    if cfg.get("ray_address"):
+    if cfg["ray_address"]:
         ray.init(address=cfg["ray_address"], runtime_env=runtime_env(), **kwargs)
     else:  # a local Ray: its workers inherit this process's working folder and environment
         ray.init(**kwargs)
@@ -124,11 +120,11 @@ def _pool(ray: Any, cfg: dict[str, Any], jobs: int, gpu: bool) -> tuple[Any, dic
         gpus = int(res.get("GPU", 0))
         if not gpus:
             raise UsageError("device cuda asked for, but the Ray cluster has no GPU; use --set device=cpu")
-        n = max(1, min(cfg.get("ray_actors") or gpus, jobs))
+        n = max(1, min(cfg["ray_actors"] or gpus, jobs))
         need, threads = {"num_cpus": 1, "num_gpus": min(1.0, gpus / n)}, 1
     else:
         cpus = max(1, int(res.get("CPU", 1)))
-        n = max(1, min(cfg.get("ray_actors") or cpus, jobs))
+        n = max(1, min(cfg["ray_actors"] or cpus, jobs))
         # More actors than CPUs share them (fractional CPUs), else each gets its share as threads.
         need, threads = {"num_cpus": min(cpus / n, cpus // n or 1)}, max(1, cpus // n)
     return ray.data.ActorPoolStrategy(size=n), need, threads
@@ -146,19 +142,6 @@ def _crash_once(marker: str | None) -> None:
 
 
 # -- split: files -> pieces, on Ray tasks --------------------------------------------------------------
-def input_files(path: str | Path) -> list[Path]:
-    """The files `read_text_input` reads, in its order (a file, or every .txt/.md under a folder)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(x for x in p.rglob("*") if x.suffix in TEXT_SUFFIXES and x.is_file())
-        if not files:
-            raise DataError(f"no .txt or .md files under {p}")
-        return files
-    if p.is_file():
-        return [p]
-    raise DataError(f"input {p} does not exist")
-
-
 def byte_ranges(files: Sequence[Path], range_bytes: int = RANGE_BYTES) -> list[dict[str, Any]]:
     """Units of split work: (file, start, end) with every range ending just after a line end.
 
@@ -189,9 +172,6 @@ def _split_units(batch: dict[str, np.ndarray]) -> Any:
     """One Ray task: byte ranges -> one row per range with its pieces, their keys and lengths."""
     import pyarrow as pa
 
-    from .data import split_document
-    from .embed import _key
-
     rows: dict[str, list[Any]] = {k: [] for k in ("unit", "bytes", "texts", "keys", "chars", "utf8", "error")}
     for unit, path, start, end in zip(batch["unit"], batch["path"], batch["start"], batch["end"]):
         with open(path, "rb") as f:
@@ -205,7 +185,7 @@ def _split_units(batch: dict[str, np.ndarray]) -> Any:
         rows["unit"].append(int(unit))
         rows["bytes"].append(int(end) - int(start))
         rows["texts"].append(pieces)
-        rows["keys"].append(b"".join(_key(p) for p in pieces))
+        rows["keys"].append(b"".join(text_key(p) for p in pieces))
         rows["chars"].append([len(p) for p in pieces])
         rows["utf8"].append(sum(len(e) for e in encoded))
         rows["error"].append(error)
@@ -269,8 +249,6 @@ def _embedder_spec(embedder: embed_mod.Embedder, device: str) -> dict[str, Any]:
         # graph in the artifacts cache, which every node mounts, so every node embeds with the same bytes.
         shared = embedder.cache.dir.parent / "onnx" / path.parent.name / path.name
         if not shared.exists():
-            from .artifacts import atomic_write
-
             with atomic_write(shared) as f:
                 f.write(path.read_bytes())
         spec["onnx_path"] = str(shared)
@@ -285,10 +263,8 @@ class _EmbedActor:
         if spec["backend"] == "torch":
             import torch
 
-            from .embed import load_sbert, resolve_device
-
             torch.set_num_threads(threads)
-            self.model = load_sbert(spec["model"], resolve_device(spec["device"]))
+            self.model = embed_mod.load_sbert(spec["model"], embed_mod.resolve_device(spec["device"]))
         else:
             from .onnx_embed import OnnxEncoder
 
@@ -383,8 +359,6 @@ class _EncodeActor:
         import faiss
         import torch
 
-        from .codec import Codec
-
         torch.set_num_threads(threads)
         faiss.omp_set_num_threads(threads)
         self.codec = Codec.load(artifacts_dir, cfg)
@@ -395,24 +369,11 @@ class _EncodeActor:
         self.files, self.starts, self.rows = files, np.asarray(starts, np.int64), ray.get(rows)
         self.crash_marker = crash_marker
 
-    def _vectors(self, rows: np.ndarray) -> np.ndarray:
-        """EmbeddingCache.get, by row: the cache's files are append-only, so rows stay valid."""
-        chunk = np.searchsorted(self.starts, rows, side="right") - 1
-        out = None
-        for c in np.unique(chunk):
-            vecs = np.load(self.files[c], mmap_mode="r")
-            if out is None:
-                out = np.empty((len(rows), vecs.shape[1]), np.float32)
-            sel = np.flatnonzero(chunk == c)
-            out[sel] = vecs[rows[sel] - self.starts[c]]
-            del vecs
-        return out
-
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         _crash_once(self.crash_marker)
         blocks, counts, codes = [], [], []
         for b, start, end in zip(batch["block"], batch["start"], batch["end"]):
-            c = self.codec.encode(self._vectors(self.rows[int(start):int(end)]))
+            c = self.codec.encode(read_rows(self.files, self.starts, self.rows[int(start):int(end)]))
             blocks.append(int(b))
             counts.append(len(c))
             codes.append(c.astype(np.uint16).tobytes())  # codes are < 2**16 (vqvae_num_embeddings)
@@ -421,13 +382,13 @@ class _EncodeActor:
 
 def block_size(cfg: dict[str, Any]) -> int:
     """Sentences per encode block and shard: ray_batch_size rounded up to whole encoder chunks."""
-    return max(1, math.ceil(cfg.get("ray_batch_size", 65536) / ENCODE_CHUNK)) * ENCODE_CHUNK
+    return max(1, math.ceil(cfg["ray_batch_size"] / ENCODE_CHUNK)) * ENCODE_CHUNK
 
 
 def _codec_embedder(codec: Any) -> embed_mod.Embedder:
     """An Embedder naming the cache and ONNX graph `codec.embed` uses, without loading a model or
     touching a GPU here: the device only matters to the actors that run it."""
-    backend = codec.cfg.get("embed_backend", "torch")
+    backend = codec.cfg["embed_backend"]
     if backend == "auto":  # an old manifest: resolve as Codec.embedder would, on this machine
         return codec.embedder
     return embed_mod.Embedder(codec.cfg["sbert_model"], "cpu", codec.dir / "cache",
@@ -437,7 +398,7 @@ def _codec_embedder(codec: Any) -> embed_mod.Embedder:
 def compress_ray(codec: Any, input_path: str | Path, output: str | Path, cfg: dict[str, Any],
                  show_progress_bar: bool | None = None, range_bytes: int = RANGE_BYTES,
                  crash_markers: dict[str, str] | None = None) -> dict[str, Any]:
-    """`semcomp.build.compress` on Ray: the same codes, written as a folder of shards + manifest.
+    """`Codec.compress_file` on Ray: the same codes, written as a folder of shards + manifest.
 
     `codec` is the driver's `Codec.load(cfg["artifacts_dir"], cfg)`; every encode actor loads the same.
     crash_markers ({"embed"|"encode": marker file}) is a test hook: the first call of that stage
@@ -445,7 +406,7 @@ def compress_ray(codec: Any, input_path: str | Path, output: str | Path, cfg: di
     from tqdm.auto import tqdm
 
     require_ray()
-    show = cfg.get("show_progress_bar", True) if show_progress_bar is None else show_progress_bar
+    show = cfg["show_progress_bar"] if show_progress_bar is None else show_progress_bar
     crash = crash_markers or {}
     out = Path(output)
     if out.exists() and not out.is_dir():
@@ -462,7 +423,7 @@ def compress_ray(codec: Any, input_path: str | Path, output: str | Path, cfg: di
             raise DataError(f"no text found in {input_path}")
         # Which pieces need embedding, in Embedder.encode's order: unique, not cached, shortest first.
         uniq, first, inverse = np.unique(pieces.keys.view("V16").ravel(), return_index=True, return_inverse=True)
-        row = np.fromiter((cache.keys.get(k.tobytes(), -1) for k in uniq), np.int64, len(uniq))
+        row = cache.lookup(k.tobytes() for k in uniq)  # chunks checked; a damaged one comes back -1
         todo = np.flatnonzero(row < 0)
         todo = todo[np.lexsort((first[todo], pieces.chars[first[todo]]))]  # by length, then first seen
         size = embed_mod.CACHE_CHUNK
@@ -482,7 +443,7 @@ def compress_ray(codec: Any, input_path: str | Path, output: str | Path, cfg: di
         compute, need, threads = _pool(ray, cfg, len(blocks), gpu=False)
         ds = ray.data.from_items(blocks, override_num_blocks=len(blocks))
         ds = ds.map_batches(_EncodeActor, batch_size=1, batch_format="numpy", compute=compute,
-                            fn_constructor_args=(str(codec.dir), cfg, [str(f) for f in cache.files],
+                            fn_constructor_args=(str(codec.dir), cfg, [f and str(f) for f in cache.files],
                                                  list(cache.starts), ray.put(rows), threads, crash.get("encode")),
                             **need)
         k, bits = codec.model.num_codebooks, codec.bits_per_code
@@ -495,73 +456,11 @@ def compress_ray(codec: Any, input_path: str | Path, output: str | Path, cfg: di
                         (out / SHARDS_MANIFEST).unlink()
                 for b, count, raw in zip(batch["block"], batch["count"], batch["codes"]):
                     codes = np.frombuffer(raw, np.uint16).reshape(int(count), k).astype(np.int64)
-                    name = SHARD_NAME.format(int(b))
-                    size_bytes = write_codes(out / name, codes, bits, codec.fingerprint)
-                    shards[int(b)] = {"file": name, "count": int(count), "bytes": size_bytes,
-                                      "sha256": sha256_file(out / name)}
+                    shards[int(b)] = shard_entry(out, SHARD_NAME.format(int(b)), codes, bits, codec.fingerprint)
                     bar.update(int(count))
     if sorted(shards) != list(range(len(blocks))):
         raise RuntimeError(f"Ray returned {len(shards)} of {len(blocks)} code blocks")
-    manifest = {"format": SHARDS_FORMAT, "version": SHARDS_VERSION, "fingerprint": codec.fingerprint.hex(),
-                "count": n, "num_codebooks": k, "bits": bits, "engine": "ray", "input": str(input_path),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.perf_counter() - t0, 3),
-                "shards": [shards[b] for b in range(len(blocks))]}
-    write_json(out / SHARDS_MANIFEST, manifest)  # last: the set is complete from here on
-    listed = {s["file"] for s in manifest["shards"]}
-    for stale in out.glob("shard-*.scz"):  # left by an earlier, longer set
-        if stale.name not in listed:
-            stale.unlink()
+    manifest = write_shards_manifest(out, [shards[b] for b in range(len(blocks))], codec.fingerprint, k, bits,
+                                     engine="ray", input=str(input_path), seconds=round(time.perf_counter() - t0, 3))
     return {"sentences": n, "bytes": sum(s["bytes"] for s in manifest["shards"]), "utf8_bytes": pieces.utf8,
             "shards": len(blocks)}
-
-
-# -- reading a folder of shards (no Ray needed) --------------------------------------------------------
-def shards_folder(path: str | Path) -> Path:
-    p = Path(path)
-    return p.parent if p.name == SHARDS_MANIFEST and p.is_file() else p
-
-
-def is_sharded(path: str | Path) -> bool:
-    """A folder (of shards, or an unfinished one), or the manifest file of one."""
-    p = Path(path)
-    return p.is_dir() or (p.name == SHARDS_MANIFEST and p.is_file())
-
-
-def read_sharded_codes(path: str | Path, expect_fingerprint: bytes | None = None,
-                       expect_shape: tuple[int, int] | None = None) -> CodesFile:
-    """A folder written by `--engine ray` (or its manifest) as one codes set, every shard checked."""
-    folder = shards_folder(path)
-    mpath = folder / SHARDS_MANIFEST
-    if not mpath.is_file():
-        raise ArtifactError(f"{folder} has no {SHARDS_MANIFEST}: not a folder of codes shards, or the "
-                            f"job writing it did not finish; re-run `pipeline.py --compress ... --engine ray`")
-    try:
-        m = read_json(mpath)
-    except ValueError:
-        raise ArtifactError(f"{mpath} is not valid JSON") from None
-    if not isinstance(m, dict) or m.get("format") != SHARDS_FORMAT:
-        raise ArtifactError(f"{mpath} is not a semcomp codes-shards manifest")
-    if m.get("version") != SHARDS_VERSION:
-        raise ArtifactError(f"{mpath} is shards format {m.get('version')}; this semcomp reads {SHARDS_VERSION}")
-    fp = bytes.fromhex(m["fingerprint"])
-    if expect_fingerprint is not None and fp != expect_fingerprint[:8]:
-        raise ArtifactError(f"{folder} was made by a different model ({fp.hex()}, loaded model is "
-                            f"{expect_fingerprint[:8].hex()}): decode it with the artifacts that wrote it")
-    parts = []
-    for s in m["shards"]:
-        p = folder / s["file"]
-        if Path(s["file"]).name != s["file"]:
-            raise ArtifactError(f"{mpath} names a shard outside its folder: {s['file']!r}")
-        if not p.is_file():
-            raise ArtifactError(f"{p} is missing: the codes set in {folder} is incomplete")
-        if sha256_file(p) != s["sha256"]:
-            raise ArtifactError(f"{p} does not match {mpath} (changed, or written by another job)")
-        cf = read_codes(p, expect_fingerprint=fp, expect_shape=expect_shape)
-        if len(cf.codes) != s["count"] or cf.bits != m["bits"]:
-            raise ArtifactError(f"{p} holds {len(cf.codes)} codes of {cf.bits} bits, {mpath} says "
-                                f"{s['count']} of {m['bits']}")
-        parts.append(cf.codes)
-    codes = np.concatenate(parts) if parts else np.zeros((0, m["num_codebooks"]), np.int64)
-    if len(codes) != m["count"]:
-        raise ArtifactError(f"{folder} holds {len(codes)} codes, {mpath} says {m['count']}")
-    return CodesFile(codes, m["bits"], fp)

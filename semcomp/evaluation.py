@@ -14,8 +14,10 @@ from . import baselines, metrics
 from .artifacts import BASELINES, verify
 from .codec import Codec
 from .codes import read_codes
+from .data import read_source
 from .decoders import read_records
 from .embed import Embedder
+from .quantizers import DEFAULT_BASELINES
 
 log = logging.getLogger("semcomp")
 RUN_FILES = ["test.scz", "test.txt", "test.npy", "dictionary.txt", "dictionary.npy", "history.json"]
@@ -34,14 +36,12 @@ def stsb_scores(codec: Codec, path: Path, roundtrips: dict[str, Any]) -> dict[st
 def eval_sets(codec: Codec, cfg: dict[str, Any], root: Path, dict_texts: list[str]) -> dict[str, dict[str, Any]]:
     """The run's held-out split plus each `eval_sources` entry, minus any sentence the dictionary
     holds (the codec is never scored on what it trained on): name -> embeddings and source labels."""
-    from .data import read_source
-
     test_e = np.load(root / "test.npy")
     labels_file = root / "test.sources.txt"
     labels = labels_file.read_text(encoding="utf-8").split("\n") if labels_file.exists() else []
     sets = {"held-out": {"emb": test_e, "labels": labels if len(labels) == len(test_e) else ["held-out"] * len(test_e)}}
     known = set(dict_texts)
-    for spec in cfg.get("eval_sources") or []:
+    for spec in cfg["eval_sources"]:
         texts, labels = read_source(spec, cfg)
         keep = [i for i, t in enumerate(texts) if t not in known]
         name = f"{spec['name']} {spec.get('split') or ''}".strip()
@@ -64,7 +64,7 @@ def fidelity(decoded: np.ndarray, original: np.ndarray, labels: list[str], dict_
 
 
 def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_path: Path | None,
-             plots: bool = True, kinds: tuple[str, ...] = baselines.FAISS_KINDS,
+             plots: bool = True, kinds: tuple[str, ...] = DEFAULT_BASELINES,
              recall_queries: int = 2000) -> dict[str, Any]:
     t0 = time.perf_counter()
     root = Path(cfg["artifacts_dir"])
@@ -83,14 +83,14 @@ def evaluate(cfg: dict[str, Any], sweep_bits: list[int], bert_model: str, stsb_p
     log.info("stage: data (%.0f s)", time.perf_counter() - t0)
 
     # Standard quantisers trained on the run's own training vectors (the dictionary), cached by content.
-    quantizers: dict[str, baselines.Quantizer] = {}
+    quantizers: dict[str, baselines.Baseline] = {}
     # Largest first: a shorter RQ of the same code size is cut from a longer one (see faiss_codec).
     for b in sorted(set(sweep_bits) | {bits}, reverse=True):
         for kind in kinds:
             t = time.perf_counter()
             # RQ trains with the codec's training beam (beam 8 needs n x 8 x d floats: 9 GB at 285k)
-            q = baselines.faiss_quantizer(kind, b, dict_e, cfg["seed"], cache_dir=root / "cache" / BASELINES,
-                                          train_beam=codec.cfg["vqvae_train_beam"])
+            q = baselines.faiss_baseline(kind, b, dict_e, cfg["seed"], cache_dir=root / "cache" / BASELINES,
+                                         train_beam=codec.cfg["vqvae_train_beam"])
             quantizers[q.name] = q
             log.info("baseline %s ready (%.0f s)", q.name, time.perf_counter() - t)
     for q in (baselines.sign_binary(dict_e.shape[1]), baselines.int8(dict_e)):

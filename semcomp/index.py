@@ -12,6 +12,7 @@ import numpy as np
 from .artifacts import atomic_write
 from .errors import UsageError
 from .faiss_util import faiss_quiet, faiss_threads_for, no_polysemous
+from .metrics import exact_topk, recall
 
 
 MIN_OPQ_TRAIN = 512  # FAISS's OPQ training crashed (heap corruption) on 360 vectors here
@@ -103,11 +104,10 @@ def load_index(path: str | Path) -> faiss.Index:
     return faiss.read_index(str(path))
 
 
-def dictionary_search(index: faiss.Index, dict_emb: np.ndarray, cfg: dict[str, Any], effort: int | None = None,
+def dictionary_search(index: faiss.Index, dict_emb: np.ndarray, search_k: int, effort: int | None = None,
                       ) -> Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
-    """`search` with the config's re-rank depth and effort (else the one tuned at build time, else
-    FAISS's default): (queries, k) -> (ids, scores)."""
-    return partial(search, index, dict_emb, candidates=cfg["search_k"], effort=cfg.get("search_effort") or effort)
+    """`search` with a re-rank depth and effort (None: FAISS's default): (queries, k) -> (ids, scores)."""
+    return partial(search, index, dict_emb, candidates=search_k, effort=effort)
 
 
 def _kind(index: faiss.Index) -> str | None:
@@ -120,8 +120,6 @@ def tune_effort(index: faiss.Index, dict_emb: np.ndarray, queries: np.ndarray, c
                 target: float = RECALL_TARGET, k: int = 10) -> tuple[int | None, float]:
     """The smallest search effort (IVF nprobe, HNSW efSearch) whose top-k holds `target` of the
     exact top-k (None for indexes with nothing to tune), and the recall it reached."""
-    from .metrics import exact_topk, recall
-
     truth = exact_topk(dict_emb, queries, k)
     kind = _kind(index)
     if kind is None:

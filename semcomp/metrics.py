@@ -11,14 +11,20 @@ from typing import Any, Sequence
 import faiss
 import numpy as np
 
+from .errors import UsageError
+from .util import hub_online
+from .weights import packaged_model_dir
+
 log = logging.getLogger("semcomp")
 BERTSCORE_FALLBACK_LAYERS = 4  # of MiniLM-L6's 6; middle-to-upper layers carry the most meaning
 
 
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
-    return (a * b).sum(1)
+    return (unit_rows(a) * unit_rows(b)).sum(1)
 
 
 def usage(codes: np.ndarray, num_embeddings: int) -> list[dict[str, float]]:
@@ -60,12 +66,18 @@ def recall_at_k(dictionary: np.ndarray, original: np.ndarray, decoded: np.ndarra
 def load_stsb(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
     """STS-B split file: tab-separated, no quoting; fields 4-6 are score, sentence1, sentence2."""
     s1, s2, gold = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            if len(row) >= 7:
-                gold.append(float(row[4]))
-                s1.append(row[5])
-                s2.append(row[6])
+    try:
+        with open(path, encoding="utf-8") as f:
+            for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if len(row) >= 7:
+                    gold.append(float(row[4]))
+                    s1.append(row[5])
+                    s2.append(row[6])
+    except (UnicodeDecodeError, ValueError, csv.Error) as e:
+        raise UsageError(f"{path} is not an STS-B file ({type(e).__name__}): pass --stsb PATH or --stsb none") from None
+    if len(gold) < 2:
+        raise UsageError(f"{path} holds {len(gold)} STS-B pairs (tab-separated, score in field 5): "
+                         f"pass --stsb PATH or --stsb none")
     return s1, s2, np.array(gold)
 
 
@@ -86,9 +98,6 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[str]) -> tuple[float, float]:
 def bertscorer(model: str) -> tuple[Any, str]:
     """roberta-large (as in the literature) when loadable; offline, the packaged MiniLM, said so."""
     from bert_score import BERTScorer
-
-    from .weights import packaged_model_dir
-    from .util import hub_online
 
     if hub_online() or Path(model).exists():
         try:

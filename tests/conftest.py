@@ -1,4 +1,5 @@
-"""Shared fixtures: a small real pipeline run on ../shared/data, built once per test session."""
+"""Shared fixtures. tests/unit need nothing outside the repository (the tiny corpus in tests/data);
+tests/integration run the real pipeline on ../shared/data (built once per session), real servers and Ray."""
 from __future__ import annotations
 
 import os
@@ -13,6 +14,7 @@ from semcomp.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SEMCOMP_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RAW = SHARED / "wikitext-2-raw"
+TINY = Path(__file__).resolve().parent / "data" / "tiny"  # committed: what unit tests read instead of ../shared
 
 
 def small_config(artifacts: Path, **extra) -> dict:

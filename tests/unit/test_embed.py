@@ -104,8 +104,9 @@ def test_cache_grows_in_chunks_and_a_killed_run_resumes(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         first.encode(texts)
     assert len(first.embedded) == 20  # two chunks done before the interruption
-    chunks = sorted(p.name for p in (tmp_path / "embeddings-sentence-transformers__all-MiniLM-L6-v2").iterdir())
-    assert chunks == ["000000.keys.npy", "000000.vecs.npy", "000001.keys.npy", "000001.vecs.npy"]  # no temp files
+    folder = tmp_path / "embeddings-sentence-transformers__all-MiniLM-L6-v2"
+    chunks = sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+    assert chunks == [f"00000{c}.{part}" for c in (0, 1) for part in ("keys.npy", "sum.json", "vecs.npy")]  # no temp files
 
     again = _Counting(tmp_path)
     out = again.encode(texts)

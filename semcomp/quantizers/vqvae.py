@@ -25,7 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import usage
+from ..artifacts import load_tensors, save_tensors
+from ..metrics import usage
+from .faiss_codec import faiss_codec
+
+FILES = ("vqvae.safetensors", "vqvae.json")  # weights (safetensors, never pickle), then the constructor arguments
 
 
 class Branch(nn.Module):
@@ -71,8 +75,6 @@ class ResidualVQ(nn.Module):
         """Codebooks from FAISS's residual quantiser (progressive-dimension k-means on the beam's
         residuals): it generalises better than greedy level-by-level k-means on small sets. Cached with
         evaluate's baselines, which reuse it when their settings match (vqvae_init_steps=10)."""
-        from .baselines import faiss_codec
-
         rq = faiss_codec("rq", self.k, int(math.log2(self.n)), z.cpu().numpy(), seed, cache_dir, beam, dim_steps)
         self.codebooks.copy_(torch.from_numpy(rq.codebooks()))
 
@@ -173,29 +175,25 @@ class VQVAE(nn.Module):
                          or [torch.zeros(0, self.input_dim)]).numpy()
 
     def save(self, weights_path: str | Path, shape_path: str | Path) -> None:
-        from .artifacts import save_tensors
-
         save_tensors(self.state_dict(), self.shape, weights_path, shape_path)
 
     @classmethod
     def load(cls, weights_path: str | Path, shape_path: str | Path) -> "VQVAE":
-        from .artifacts import load_tensors
-
         state, shape = load_tensors(weights_path, shape_path)
         model = cls(**shape)
         model.load_state_dict(state)
         return model.eval()
 
 
-def train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Callable[[dict[str, Any]], None] | None = None,
-                cache_dir: str | Path | None = None) -> tuple[VQVAE, list[dict[str, Any]]]:
+def train(x: np.ndarray, cfg: dict[str, Any], log: Callable[[dict[str, Any]], None] | None = None,
+          cache_dir: str | Path | None = None) -> tuple[VQVAE, list[dict[str, Any]]]:
     """Train on unit-norm embeddings x (n, d); deterministic for a fixed cfg['seed']. `cache_dir`:
     where FAISS quantisers are cached (the RQ start is one)."""
     seed = cfg["seed"]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     k, n = cfg["vqvae_num_codebooks"], cfg["vqvae_num_embeddings"]
-    beam = cfg.get("vqvae_beam", 8)
+    beam = cfg["vqvae_beam"]
     model = VQVAE(x.shape[1], cfg["vqvae_hidden_dim"], cfg["vqvae_embedding_dim"], k, n, beam=beam)
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float32))
     if cfg["vqvae_embedding_dim"] != x.shape[1]:
@@ -249,3 +247,6 @@ def train_vqvae(x: np.ndarray, cfg: dict[str, Any], log: Callable[[dict[str, Any
         if log:
             log(row)
     return model.eval(), history
+
+
+load = VQVAE.load

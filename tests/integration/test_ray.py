@@ -20,18 +20,18 @@ import ray
 import semcomp.embed as embed_mod
 from semcomp import Codec, cli
 from semcomp.artifacts import ArtifactError
-from semcomp.build import compress
 from semcomp.codes import HEADER, read_codes
 from semcomp.config import ConfigError, load_config
 from semcomp.data import DataError, read_text_input, split_document
-from semcomp.embed import EmbeddingCache, Embedder
-from semcomp.engine_ray import (SHARDS_MANIFEST, RayMissingError, block_size, byte_ranges, compress_ray,
-                                embed_to_cache, input_files, is_sharded, read_sharded_codes, require_ray,
-                                shards_folder)
+from semcomp.cache import EmbeddingCache
+from semcomp.embed import Embedder
+from semcomp.codes import SHARDS_MANIFEST, is_sharded, read_sharded_codes, shards_folder
+from semcomp.data import input_files
+from semcomp.engine_ray import RayMissingError, block_size, byte_ranges, compress_ray, embed_to_cache, require_ray
 
 from conftest import SHARED
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHUNK = 128          # CACHE_CHUNK for these tests: several embedding chunks from a small document
 RANGE = 2048         # input bytes per split task: many ranges, lines cut nowhere
 SETS = ["show_progress_bar=false", "ray_batch_size=1024"]
@@ -81,7 +81,7 @@ def local_run(built, document, onnx_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(embed_mod, "CACHE_CHUNK", CHUNK)
         cfg = config(art)
-        compress(Codec.load(art, cfg), str(document), str(work / "doc.scz"), False)
+        Codec.load(art, cfg).compress_file(document, work / "doc.scz")
     return art, work / "doc.scz"
 
 
@@ -125,8 +125,6 @@ def test_ray_codes_and_cache_are_byte_identical_to_local_despite_killed_workers(
 
 
 def test_an_interrupted_job_leaves_nothing_a_decode_would_read(ray_run, document, tmp_path, monkeypatch):
-    import semcomp.engine_ray as engine
-
     r_art, shards, *_ = ray_run
     art, out = tmp_path / "artifacts", tmp_path / "doc.scz"
     shutil.copytree(r_art, art, symlinks=True)  # its cache holds the document: no embedding to wait for
@@ -140,8 +138,10 @@ def test_an_interrupted_job_leaves_nothing_a_decode_would_read(ray_run, document
         written.append(path)
         return real(path, *args)
 
-    real = engine.write_codes
-    monkeypatch.setattr(engine, "write_codes", write_then_interrupt)
+    import semcomp.codes as codes_mod
+
+    real = codes_mod.write_codes  # what shard_entry writes each shard with
+    monkeypatch.setattr(codes_mod, "write_codes", write_then_interrupt)
     monkeypatch.setattr(embed_mod, "CACHE_CHUNK", CHUNK)
     cfg = config(art)
     with pytest.raises(KeyboardInterrupt):
@@ -172,7 +172,7 @@ def test_read_sharded_codes_checks_every_shard(ray_run, tmp_path):
             shard.write_bytes(data[:-2])
         else:
             shard.unlink()
-        with pytest.raises(ArtifactError, match="does not match|is missing"):
+        with pytest.raises(ArtifactError, match=r"does not match|is missing|has \d+ bytes"):
             read_sharded_codes(bad)
 
 

@@ -32,7 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import usage
+from ..artifacts import load_tensors, save_tensors
+from ..metrics import usage
+from .faiss_codec import faiss_codec
+
+FILES = ("qinco.safetensors", "qinco.json")  # weights (safetensors, never pickle), then the constructor arguments
 
 log = logging.getLogger("semcomp")
 
@@ -216,23 +220,19 @@ class QINCo:
 
     # ---------------------------------------------------------------- files
     def save(self, weights_path: str | Path, shape_path: str | Path) -> None:
-        from .artifacts import save_tensors
-
         save_tensors(self.net.state_dict(), self.shape, weights_path, shape_path)
 
     @classmethod
     def load(cls, weights_path: str | Path, shape_path: str | Path) -> "QINCo":
-        from .artifacts import load_tensors
-
         state, shape = load_tensors(weights_path, shape_path)
         model = cls(**shape)
         model.net.load_state_dict(state)
         return model
 
 
-def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[str, Any]], None] | None = None,
-                codebooks: torch.Tensor | None = None, cache_dir: str | Path | None = None,
-                ) -> tuple[QINCo, list[dict[str, Any]]]:
+def train(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[str, Any]], None] | None = None,
+          cache_dir: str | Path | None = None, codebooks: torch.Tensor | None = None,
+          ) -> tuple[QINCo, list[dict[str, Any]]]:
     """Fit on unit-norm rows x (n, d) with the config's qinco_* keys; deterministic for a seed.
 
     The FAISS RQ start uses a sample (qinco_init_sample rows): the codebooks are fine-tuned on every
@@ -252,8 +252,6 @@ def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[st
         sub = x if not n_init or n_init >= len(x) else \
             x[np.sort(np.random.default_rng(seed).choice(len(x), n_init, replace=False))]
         log.info("QINCo: %d codebooks of %d entries; FAISS RQ start on %d of %d vectors", k, 1 << bits, len(sub), len(x))
-        from .baselines import faiss_codec
-
         rq = faiss_codec("rq", k, bits, sub, seed, cache_dir, cfg["vqvae_train_beam"], cfg["vqvae_init_steps"])
         codebooks = torch.from_numpy(rq.codebooks())
     model.set_codebooks(codebooks)
@@ -298,7 +296,7 @@ def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[st
         history.append(row)
         if log_epoch:
             log_epoch(row)
-        budget = cfg.get("qinco_max_seconds")
+        budget = cfg["qinco_max_seconds"]
         if budget is not None and epoch == 1:
             spent = time.perf_counter() - t0
             fit = 1 + int((budget - spent) / max(spent - t_init, 1e-9))
@@ -309,3 +307,6 @@ def train_qinco(x: np.ndarray, cfg: dict[str, Any], log_epoch: Callable[[dict[st
     net.eval()
     model._tabs = None
     return model, history
+
+
+load = QINCo.load

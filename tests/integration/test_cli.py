@@ -22,7 +22,7 @@ from semcomp.errors import UsageError, UserError
 from semcomp.config import BACKEND_ENV
 from semcomp.decoders import UNREACHABLE, LLMError, choose_backend
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def script(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -256,3 +256,48 @@ def test_decode_into_a_read_only_folder_is_one_line(built, tmp_path):
     r = script("decode.py", "--artifacts", str(root), "-q", "--limit", "2", "-o", str(out))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert str(target) in r.stderr
+
+
+def _damage_with_matching_manifest(root: Path, name: str) -> None:
+    """Cut an artifact to half its size and update its manifest hash, so only loading it can tell."""
+    from semcomp.util import sha256_file
+
+    path = root / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"][name]["sha256"] = sha256_file(path)
+    (root / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("name", ["vqvae.safetensors", "vqvae.json", "index.faiss", "dictionary.npy"])
+def test_a_damaged_model_or_index_under_a_matching_manifest_is_one_line(built, tmp_path, name):
+    import shutil
+
+    root, _ = built
+    shutil.copytree(root, tmp_path / "art", ignore=shutil.ignore_patterns("cache"))
+    _damage_with_matching_manifest(tmp_path / "art", name)
+    done = script("decode.py", "--artifacts", str(tmp_path / "art"), "-q", "--limit", "2")
+    assert done.returncode == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the ") and "cannot be loaded" in last and "re-run `python pipeline.py`" in last
+    assert "Traceback" not in done.stderr
+
+
+def test_evaluate_stsb_that_is_not_stsb_is_one_line(built, tmp_path):
+    root, _ = built
+    binary = tmp_path / "sts.bin"
+    binary.write_bytes(bytes(range(256)) * 8)
+    for path in (binary, ROOT / "README.md"):
+        done = script("evaluate.py", "--artifacts", str(root), "-q", "--stsb", str(path), "--no-plots")
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert "is not an STS-B file" in done.stderr or "STS-B pairs" in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_compress_of_an_empty_device_says_no_text(built, tmp_path):
+    """/dev/null exists: it holds no text (it was reported as 'does not exist')."""
+    root, _ = built
+    done = script("pipeline.py", "--artifacts", str(root), "-q", "--compress", "/dev/null",
+                  "-o", str(tmp_path / "x.scz"))
+    assert done.returncode == 1 and "no text found in /dev/null" in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "x.scz").exists()

@@ -21,7 +21,7 @@ from semcomp.weights import GGUF_SHA256, packaged_gguf
 from semcomp.errors import UserError
 from semcomp.util import sha256_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

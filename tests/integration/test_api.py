@@ -12,7 +12,7 @@ import pytest
 from semcomp.codes import read_codes
 from semcomp.data import split_document
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_encode_takes_a_single_string_as_one_sentence(built):
@@ -91,7 +91,7 @@ def test_readme_python_examples_run(built):
     import re
 
     root, _ = built
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
     assert blocks, "the README has no Python example"
     for code in blocks:

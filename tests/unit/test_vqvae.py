@@ -1,4 +1,4 @@
-"""Fast checks of semcomp.vqvae on small synthetic data (no SBERT, no corpus)."""
+"""Fast checks of semcomp.quantizers.vqvae on small synthetic data (no SBERT, no corpus)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,8 @@ import torch
 
 from semcomp.config import load_config
 from semcomp.metrics import usage
-from semcomp.vqvae import VQVAE, train_vqvae
+from semcomp.quantizers.vqvae import VQVAE
+from semcomp.quantizers.vqvae import train as train_vqvae
 
 D, K, N = 32, 3, 16
 

@@ -7,7 +7,7 @@ import pytest
 
 from semcomp.config import SCHEMA, ConfigError, load_config, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_is_valid_and_every_value_in_it_is_used():
@@ -17,8 +17,8 @@ def test_shipped_config_is_valid_and_every_value_in_it_is_used():
     assert {k: cfg[k] for k in shipped} == shipped
 
 
-RANGED = [(k, *check, types[0]) for k, (_, types, check, _) in SCHEMA.items() if isinstance(check, tuple)]
-CHOICES = [(k, sorted(check)) for k, (_, _, check, _) in SCHEMA.items() if isinstance(check, set)]
+RANGED = [(k, *key.check, key.types[0]) for k, key in SCHEMA.items() if isinstance(key.check, tuple)]
+CHOICES = [(k, sorted(key.check)) for k, key in SCHEMA.items() if isinstance(key.check, set)]
 WRONG_TYPE = {int: "12abc", float: "x", str: 5, bool: 1, list: "wikitext"}
 
 
@@ -43,7 +43,7 @@ def test_choices_are_enforced(key, choices):
 
 @pytest.mark.parametrize("key", list(SCHEMA))
 def test_wrong_types_are_refused(key):
-    kind = SCHEMA[key][1][0]
+    kind = SCHEMA[key].types[0]
     with pytest.raises(ConfigError, match=key):
         validate({key: WRONG_TYPE[kind]})
     if kind in (int, float):  # JSON true is not a number here, although bool subclasses int

@@ -1,4 +1,4 @@
-"""QINCo (semcomp/qinco.py) on small synthetic data, checked against FAISS RQ and brute force."""
+"""QINCo (semcomp/quantizers/qinco.py) on small synthetic data, checked against FAISS RQ and brute force."""
 from __future__ import annotations
 
 import itertools
@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from semcomp.config import load_config
-from semcomp.baselines import faiss_codec
-from semcomp.qinco import QINCo, train_qinco
+from semcomp.quantizers.faiss_codec import faiss_codec
+from semcomp.quantizers.qinco import QINCo
+from semcomp.quantizers.qinco import train as train_qinco
 
 D, K, B = 32, 3, 4  # 3 codebooks of 16 entries on 32-d vectors
 

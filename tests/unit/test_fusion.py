@@ -43,17 +43,3 @@ def test_fusion_alone_is_judged_and_never_below_the_best_neighbour():
     assert r["reconstruction"] == "alpha beta, epsilon zeta" and r["score"] == pytest.approx(1.0, abs=1e-6)
     far = refine([("gamma delta", 0.9), ("eta theta", 0.1)], embed(["gamma delta"])[0], embed, None, 0, fuse=True)
     assert far["reconstruction"] == "gamma delta" and far["score"] == pytest.approx(1.0, abs=1e-6)
-
-
-def test_fusion_backend_end_to_end(built):
-    from semcomp import Codec
-    from semcomp.codes import read_codes
-
-    root, _ = built
-    codec = Codec.load(root)
-    codes = read_codes(root / "test.scz").codes[:20]
-    sim, fused = codec.reconstruct(codes, k=3), codec.reconstruct(codes, backend="fusion", k=3)
-    assert all(f["method"] == "fusion" and f["fallback_reason"] is None for f in fused)
-    assert all(f["score"] >= s["score"] - 1e-3 for f, s in zip(fused, sim))
-    assert [f["neighbours"] for f in fused] == [s["neighbours"] for s in sim]
-    assert any(f["reconstruction"] != s["reconstruction"] for f, s in zip(fused, sim))

@@ -13,7 +13,7 @@ from semcomp.codes import HEADER, read_codes, row_bytes, write_codes
 
 from fake_llm_server import FakeLLMServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def script(*args, check=True):
@@ -277,8 +277,8 @@ def test_qinco_selectable(built, tmp_path):
     from semcomp.build import build
     import torch
 
-    from semcomp.baselines import faiss_codec
-    from semcomp.qinco import QINCo
+    from semcomp.quantizers.faiss_codec import faiss_codec
+    from semcomp.quantizers.qinco import QINCo
 
     root, _ = built
     shutil.copytree(root / "cache", tmp_path / "cache")

@@ -1,0 +1,16 @@
+"""Decoders end to end on a real (small) run: the fusion decoder beside similarity."""
+from __future__ import annotations
+
+
+def test_fusion_backend_end_to_end(built):
+    from semcomp import Codec
+    from semcomp.codes import read_codes
+
+    root, _ = built
+    codec = Codec.load(root)
+    codes = read_codes(root / "test.scz").codes[:20]
+    sim, fused = codec.reconstruct(codes, k=3), codec.reconstruct(codes, backend="fusion", k=3)
+    assert all(f["method"] == "fusion" and f["fallback_reason"] is None for f in fused)
+    assert all(f["score"] >= s["score"] - 1e-3 for f, s in zip(fused, sim))
+    assert [f["neighbours"] for f in fused] == [s["neighbours"] for s in sim]
+    assert any(f["reconstruction"] != s["reconstruction"] for f, s in zip(fused, sim))
