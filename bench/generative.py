@@ -7,7 +7,7 @@ The general codec (configs/general.json, built by pipeline.py) encodes each sent
 as `pipeline.py --compress` does; none of the sentences is in its dictionary. Every method decodes
 the same codes. For each setting ROUNDSxCANDIDATES the local model (llama.cpp, SmolLM2-135M by
 default) writes CANDIDATES sentences a round and the local embedder keeps the best by cosine to
-the decoded embedding. Scored with the reference PyTorch SBERT (text cosine to the original),
+the decoded embedding; `+eN` adds N steps of one-word edits judged the same way. Scored with the reference PyTorch SBERT (text cosine to the original),
 chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
 model fitted on diverse-en dev (no method's source, no test sentence), so that token soup shows.
 Writes docs/generative.{json,md}. No response cache: every setting's time is its own.
@@ -109,9 +109,10 @@ def run() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "general.json"))
     p.add_argument("--n", type=int, default=500, help="sentences per set (default: %(default)s)")
-    p.add_argument("--settings", default="1x4,2x4,3x8,nf1x4",
-                   help="ROUNDSxCANDIDATES settings of the local model, comma-separated; nf before one: "
-                        "without the fusion candidates (default: %(default)s)")
+    p.add_argument("--settings", default="fusion,fusion+e3,1x4,1x4+e3,2x4",
+                   help="decoders, comma-separated: fusion (no model), or ROUNDSxCANDIDATES of the local model "
+                        "(nf before it: without the fusion candidates); +eN after either: then N steps of "
+                        "one-word edits (llm_edit_steps) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--seed", type=int, default=0)
@@ -132,16 +133,18 @@ def run() -> int:
     bert = (args.bertscore_model, float(base.mean()))
     dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
     lm = BigramLM(dev)
-    # ROUNDSxCANDIDATES, with the clause fusions judged first; "nf" before it: without them
-    settings = [(s.strip().startswith("nf"), *(int(x) for x in s.strip().removeprefix("nf").split("x")))
-                for s in args.settings.split(",") if s.strip()]
     width = codec.cfg["llm_neighbours"]
-    decoders_of = {"fusion": decoders.text_decoder(codec.cfg, "fusion", None)}
-    for nofuse, rounds, cands in settings:
-        name = f"local {'no fusion ' if nofuse else ''}{rounds}x{cands}"
-        scfg = {**codec.cfg, "llm_rounds": rounds, "llm_candidates": cands, "llm_fusion": not nofuse}
+    decoders_of = {}
+    for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
+        base, _, steps = setting.partition("+e")
+        scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0)}
+        if base == "fusion":
+            decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
+            continue
+        rounds, cands = (int(x) for x in base.removeprefix("nf").split("x"))
+        scfg.update(llm_rounds=rounds, llm_candidates=cands, llm_fusion=not base.startswith("nf"))
         # No response cache: settings share their first requests, and a cached reply costs nothing.
-        decoders_of[name] = decoders.text_decoder(scfg, "local", None)
+        decoders_of[f"local {setting}"] = decoders.text_decoder(scfg, "local", None)
 
     result: dict = {"config": {k: codec.cfg[k] for k in codec.cfg if k.startswith("llm_")},
                     "bits": codec.manifest["bits_per_sentence"], "sets": {}, "rows": {}}
@@ -191,7 +194,7 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
              f"`python bench/generative.py --n {args.n} --settings {args.settings}"
              f"{'' if args.stem == 'generative' else ' --stem ' + args.stem}`; local model "
              f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
-             "fusion decoder's candidates unless 'no fusion'. Text cosine: reference SBERT, original vs reconstruction. "
+             "fusion decoder's candidates unless 'nf'; +eN: then N steps of one-word edits. Text cosine: reference SBERT, original vs reconstruction. "
              "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. s/sentence: wall time on this "
              "machine (2 cores) for the whole decode, embedding and search included.", ""]
     for sname, rows in result["rows"].items():

@@ -2,6 +2,7 @@
 
     similarity.py  decoded embedding -> its nearest dictionary sentences (the fast default)
     fusion.py      new sentences from the neighbours' clauses, no model
+    edit.py        one-word edits of the best sentence, no model
     senders.py     one request through an official SDK (openai, anthropic, google-genai)
     local.py       one request to llama.cpp in this process (the `local` backend)
     caller.py      retries, response cache and circuit breaker around any sender
@@ -97,7 +98,8 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
             return refine_all(items, embed, lambda *a: [], rounds=0, neighbours=cfg["llm_neighbours"],
-                              label="fusion", fuse=True, progress=progress)
+                              label="fusion", fuse=True, edit_steps=cfg["llm_edit_steps"],
+                              edit_words=cfg["llm_edit_words"], progress=progress)
 
         return fuse
     call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
@@ -105,7 +107,8 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
 
     def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
         return refine_all(items, embed, propose, rounds=cfg["llm_rounds"], neighbours=cfg["llm_neighbours"],
-                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], breaker=call.breaker,
+                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], edit_steps=cfg["llm_edit_steps"],
+                          edit_words=cfg["llm_edit_words"], breaker=call.breaker,
                           concurrency=concurrency(cfg, backend), time_budget=cfg["llm_time_budget"],
                           progress=progress)
 

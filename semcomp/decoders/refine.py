@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .caller import UNREACHABLE, Breaker
+from .edit import edits, vocabulary
 from .fusion import fusions
 from .prompts import Scored, build_prompt, completion_prompt, first_line, parse_candidates
 from .senders import LLMError, Request, describe, scrub
@@ -65,10 +66,11 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
-           fuse: bool = False) -> dict[str, Any]:
+           fuse: bool = False, edit_steps: int = 0, edit_words: int = 16) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
-    are the only candidates (the `fusion` decoder: no model at all).
+    are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
+    steps of one-word edits of the best sentence (see edit.py), each kept only if it scores higher.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -109,14 +111,21 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
         from_model.update(got)
     if rounds and not from_model:  # fusions alone are not an answer from the model
         raise LLMError(f"no parseable candidates in {done} LLM response(s)")
+    vocab = vocabulary(neighbours, limit=edit_words)
+    for _ in range(edit_steps):
+        best = max(scores, key=scores.__getitem__)
+        score(edits(best, vocab))
+        if max(scores, key=scores.__getitem__) == best:
+            break  # no edit beats the sentence: a local optimum of the judge
     ranked = sorted(scores.items(), key=lambda p: -p[1])
     return {"reconstruction": ranked[0][0], "score": ranked[0][1],
             "candidates": [[s, v] for s, v in ranked], "rounds": done}
 
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
-               label: str, fuse: bool = False, breaker: Breaker | None = None, concurrency: int = 1,
-               time_budget: float | None = None, progress: bool = False) -> list[dict[str, Any]]:
+               label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16,
+               breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
+               progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
     time. An item whose calls fail keeps its best neighbour (method "similarity", fallback_reason
     set) and the batch goes on; once the breaker opens, or `time_budget` seconds have passed, the
@@ -137,7 +146,8 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                 breaker.check()  # once open: no embedding, no call, no warning per item
             if deadline is not None and time.monotonic() > deadline:
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
-            r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse)
+            r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
+                       edit_words=edit_words)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0, 3)}

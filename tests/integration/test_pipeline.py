@@ -208,8 +208,9 @@ def test_evaluate_scores_another_backend_beside_similarity(built):
     root, _ = built
     try:
         script("decode.py", "--artifacts", str(root), "-q", "--backend", "fusion")
-        script("evaluate.py", "--artifacts", str(root), "-q", "--sweep", "", "--no-plots")
+        script("evaluate.py", "--artifacts", str(root), "-q", "--no-plots")  # no --sweep: the codec's size only
         r = json.loads((root / "metrics.json").read_text())
+        assert {b["bits"] for n, b in r["baselines"].items() if n.split("-")[0] in ("pq", "opq", "rq")} == {16}
         rec = r["reconstruction"]
         assert set(rec) == {"similarity", "fusion"} and rec["similarity"]["n"] == rec["fusion"]["n"] == 70
         assert rec["fusion"]["seconds_per_sentence"] > 0 and rec["fusion"]["fell_back"] == 0

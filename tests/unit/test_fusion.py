@@ -43,3 +43,33 @@ def test_fusion_alone_is_judged_and_never_below_the_best_neighbour():
     assert r["reconstruction"] == "alpha beta, epsilon zeta" and r["score"] == pytest.approx(1.0, abs=1e-6)
     far = refine([("gamma delta", 0.9), ("eta theta", 0.1)], embed(["gamma delta"])[0], embed, None, 0, fuse=True)
     assert far["reconstruction"] == "gamma delta" and far["score"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_edits_delete_or_swap_one_word_for_a_neighbours():
+    from semcomp.decoders.edit import edits, vocabulary
+
+    vocab = vocabulary([("The red car stopped.", 0.9), ("A blue van is parked.", 0.8)])
+    assert vocab == ["The", "red", "car", "stopped.", "blue", "van", "parked."]
+    out = edits("The red car", ["blue", "van"])
+    assert "red car" in out and "The car" in out and "The blue car" in out and "The red van" in out
+    assert "The red car" not in out and len(out) == len(set(out)) == 3 + 3 * 2
+
+
+def test_edit_steps_climb_the_judge_and_stop_at_a_local_optimum():
+    """A bag-of-words judge: the target is 'alpha beta gamma'; the best neighbour misses 'gamma'
+    and holds 'delta'; two edits (swap delta for gamma) reach the target, then the search stops."""
+    vocab = ["alpha", "beta", "gamma", "delta", "omega"]
+
+    def embed(texts):
+        return np.array([[t.split().count(w) for w in vocab] for t in texts], np.float32) + 1e-3
+
+    target = embed(["alpha beta gamma"])[0]
+    nbrs = [("alpha beta delta", 0.8), ("gamma omega omega", 0.5)]
+    calls = []
+    counted = lambda texts: calls.append(len(texts)) or embed(texts)  # noqa: E731
+    plain = refine(nbrs, target, counted, None, rounds=0)
+    assert plain["reconstruction"] == "alpha beta delta"
+    calls.clear()
+    r = refine(nbrs, target, counted, None, rounds=0, edit_steps=5)
+    assert r["reconstruction"] == "alpha beta gamma" and r["score"] == pytest.approx(1.0, abs=1e-3)
+    assert len(calls) == 1 + 2  # the neighbour, then one step that finds it and one that finds nothing better
