@@ -165,7 +165,7 @@ def run() -> int:
         outputs = {"similarity": [r["reconstruction"] for r in records]}
         for name, run in decoders_of.items():
             t = time.perf_counter()
-            out = run(decoders.targets(decoded, records), codec.embed, progress=True)
+            out = run(decoders.targets(decoded, records), codec.judge, progress=True, pairs=codec.word_pairs)
             secs = time.perf_counter() - t + sim_s  # the whole decode: similarity's search comes first
             hyps = [o["reconstruction"] for o in out]
             outputs[name] = hyps

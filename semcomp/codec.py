@@ -85,9 +85,14 @@ class Codec:
         return Embedder(self.cfg["sbert_model"], self.cfg["device"], self.dir / "cache",
                         self.cfg["embed_batch_size"], backend=self.cfg["embed_backend"])
 
-    def embed(self, texts: Sequence[str], show_progress_bar: bool = False) -> np.ndarray:
-        """float32 (n, 384), unit norm."""
-        return self.embedder.encode(list(texts), show_progress_bar=show_progress_bar)
+    def embed(self, texts: Sequence[str], show_progress_bar: bool = False, cache: bool = True) -> np.ndarray:
+        """float32 (n, 384), unit norm. cache=False: past the on-disk cache (for what is not kept)."""
+        return self.embedder.encode(list(texts), show_progress_bar=show_progress_bar, cache=cache)
+
+    def judge(self, texts: Sequence[str]) -> np.ndarray:
+        """The decoders' judge: `embed` past the cache, which would otherwise gain a chunk for every
+        few candidates a decoder scores and throws away."""
+        return self.embed(texts, cache=False)
 
     def encode(self, texts_or_embeddings: str | Sequence[str] | np.ndarray, closed_loop: bool = True) -> np.ndarray:
         """Integer codes (n, num_codebooks) from texts or from their embeddings; a single str is one
@@ -151,6 +156,11 @@ class Codec:
             raise ArtifactError("dictionary.txt, dictionary.npy and index.faiss disagree: re-run `python pipeline.py`")
         return texts, emb, index
 
+    @cached_property
+    def word_pairs(self) -> decoders.WordPairs:
+        """The dictionary's adjacent word pairs: what edit search may make (decoders/edit.py)."""
+        return decoders.WordPairs(self.dictionary[0])
+
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k dictionary ids and exact cosines for each query embedding."""
         _, dict_emb, index = self.dictionary
@@ -178,7 +188,8 @@ class Codec:
         hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
         if run:
-            for rec, res in zip(records, run(decoders.targets(decoded, records), self.embed, progress)):
+            pairs = self.word_pairs if self.cfg["llm_edit_steps"] else None
+            for rec, res in zip(records, run(decoders.targets(decoded, records), self.judge, progress, pairs)):
                 rec.update(res)
         for rec in records:
             rec["neighbours"] = [list(n) for n in rec["neighbours"][:k]]

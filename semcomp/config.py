@@ -99,7 +99,7 @@ SCHEMA: dict[str, Key] = {
     "llm_rounds": Key("llm", 1, (int,), (1, 20), "rounds of model proposals, each shown the best earlier guesses"),
     "llm_fusion": Key("llm", True, (bool,), None, "also judge the neighbours' clause fusions (the fusion decoder's "
                              "candidates) and show the best to the model as earlier guesses"),
-    "llm_edit_steps": Key("llm", 0, (int,), (0, 20), "fusion and LLM decoders: then up to this many steps of "
+    "llm_edit_steps": Key("llm", 6, (int,), (0, 20), "fusion and LLM decoders: then up to this many steps of "
                           "one-word edits of the best sentence (a word deleted, or swapped for a neighbour's), "
                           "each kept only if the embedder scores it higher"),
     "llm_edit_words": Key("llm", 16, (int,), (1, 200), "the neighbours' words an edit step may swap in"),

@@ -138,10 +138,11 @@ class Embedder:
                                  normalize_embeddings=True)
         return np.asarray(vecs, dtype=np.float32)
 
-    def encode(self, texts: list[str], show_progress_bar: bool = False) -> np.ndarray:
+    def encode(self, texts: list[str], show_progress_bar: bool = False, cache: bool = True) -> np.ndarray:
+        """cache=False: neither read nor write the on-disk cache (a decoder's throwaway candidates)."""
         if not texts:
             return np.zeros((0, 384), np.float32)
-        if self.cache is None:
+        if self.cache is None or not cache:
             return self._encode(texts, show_progress_bar)
         todo = self.cache.missing(texts)
         if todo:

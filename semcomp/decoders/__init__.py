@@ -21,13 +21,14 @@ import numpy as np
 from ..config import BACKEND_ENV, DECODE_BACKENDS, LLM_BACKENDS
 from ..errors import UsageError
 from .caller import UNREACHABLE, Caller
+from .edit import WordPairs
 from .prompts import build_prompt, parse_candidates
 from .records import read_records, write_records
 from .refine import Embed, Propose, completion_proposer, instruction_proposer, llm_failure, refine, refine_all
 from .senders import DEFAULT_MODELS, KEY_ENV, SENDERS, LLMError, check_key
 from .similarity import similarity_records
 
-__all__ = ["BACKEND_ENV", "DECODE_BACKENDS", "DEFAULT_MODELS", "KEY_ENV", "LLMError", "LLM_BACKENDS", "UNREACHABLE",
+__all__ = ["BACKEND_ENV", "DECODE_BACKENDS", "DEFAULT_MODELS", "KEY_ENV", "LLMError", "LLM_BACKENDS", "UNREACHABLE", "WordPairs",
            "build_prompt", "check_key", "choose_backend", "concurrency", "llm_failure", "make_caller", "make_proposer",
            "parse_candidates", "read_records", "reconstruct_llm", "refine", "refine_all", "similarity_records", "targets",
            "text_decoder", "write_records"]
@@ -93,22 +94,25 @@ def make_proposer(cfg: dict[str, Any], backend: str, call: Caller) -> Propose:
 
 def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
                  base_delay: float = 0.5) -> Callable[..., list[dict[str, Any]]]:
-    """`run(items, embed, progress=False)` for the fusion decoder or an LLM backend (see
-    `refine_all`), built now: the key is checked and a local model loaded before any work."""
+    """`run(items, embed, progress=False, pairs=None)` for the fusion decoder or an LLM backend
+    (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
+    the key is checked and a local model loaded before any work."""
     if backend == "fusion":
-        def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
+        def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
+                 pairs: WordPairs | None = None) -> list[dict[str, Any]]:
             return refine_all(items, embed, lambda *a: [], rounds=0, neighbours=cfg["llm_neighbours"],
                               label="fusion", fuse=True, edit_steps=cfg["llm_edit_steps"],
-                              edit_words=cfg["llm_edit_words"], progress=progress)
+                              edit_words=cfg["llm_edit_words"], pairs=pairs, progress=progress)
 
         return fuse
     call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
     propose = make_proposer(cfg, backend, call)
 
-    def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False) -> list[dict[str, Any]]:
+    def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
+            pairs: WordPairs | None = None) -> list[dict[str, Any]]:
         return refine_all(items, embed, propose, rounds=cfg["llm_rounds"], neighbours=cfg["llm_neighbours"],
                           label=f"llm:{backend}", fuse=cfg["llm_fusion"], edit_steps=cfg["llm_edit_steps"],
-                          edit_words=cfg["llm_edit_words"], breaker=call.breaker,
+                          edit_words=cfg["llm_edit_words"], pairs=pairs, breaker=call.breaker,
                           concurrency=concurrency(cfg, backend), time_budget=cfg["llm_time_budget"],
                           progress=progress)
 

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .caller import UNREACHABLE, Breaker
-from .edit import edits, vocabulary
+from .edit import WordPairs, edits, vocabulary
 from .fusion import fusions
 from .prompts import Scored, build_prompt, completion_prompt, first_line, parse_candidates
 from .senders import LLMError, Request, describe, scrub
@@ -66,11 +66,13 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
-           fuse: bool = False, edit_steps: int = 0, edit_words: int = 16) -> dict[str, Any]:
+           fuse: bool = False, edit_steps: int = 0, edit_words: int = 16,
+           pairs: WordPairs | None = None) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
     are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
-    steps of one-word edits of the best sentence (see edit.py), each kept only if it scores higher.
+    steps of one-word edits of the best sentence (see edit.py), each kept only if it scores higher,
+    making only word pairs `pairs` holds.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -114,7 +116,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     vocab = vocabulary(neighbours, limit=edit_words)
     for _ in range(edit_steps):
         best = max(scores, key=scores.__getitem__)
-        score(edits(best, vocab))
+        score(edits(best, vocab, pairs))
         if max(scores, key=scores.__getitem__) == best:
             break  # no edit beats the sentence: a local optimum of the judge
     ranked = sorted(scores.items(), key=lambda p: -p[1])
@@ -124,6 +126,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16,
+               pairs: WordPairs | None = None,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
@@ -147,7 +150,7 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
             if deadline is not None and time.monotonic() > deadline:
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
-                       edit_words=edit_words)
+                       edit_words=edit_words, pairs=pairs)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0, 3)}

@@ -73,3 +73,15 @@ def test_edit_steps_climb_the_judge_and_stop_at_a_local_optimum():
     r = refine(nbrs, target, counted, None, rounds=0, edit_steps=5)
     assert r["reconstruction"] == "alpha beta gamma" and r["score"] == pytest.approx(1.0, abs=1e-3)
     assert len(calls) == 1 + 2  # the neighbour, then one step that finds it and one that finds nothing better
+
+
+def test_word_triples_keep_edits_to_what_the_dictionary_says():
+    """Only edits whose new word triples occur in the corpus: 'The blue car stopped here.' is made
+    of triples of the two sentences; 'The car stopped here.' joins 'The car stopped', never seen."""
+    from semcomp.decoders.edit import WordPairs, edits
+
+    pairs = WordPairs(["The blue car stopped at the light.", "A red car stopped here."])
+    out = edits("The red car stopped here.", ["blue", "light."], pairs)
+    assert out == ["The blue car stopped here."]
+    assert "The car stopped here." in edits("The red car stopped here.", ["blue"], None)
+    assert pairs.allows("the BLUE car, stopped".split(), 1) and not pairs.allows("the car".split(), 0)
