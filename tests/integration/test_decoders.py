@@ -11,7 +11,10 @@ def test_fusion_backend_end_to_end(built):
     codes = read_codes(root / "test.scz").codes[:20]
     sim, fused = codec.reconstruct(codes, k=3), codec.reconstruct(codes, backend="fusion", k=3)
     assert all(f["method"] == "fusion" and f["fallback_reason"] is None for f in fused)
-    assert all(f["score"] >= s["score"] - 1e-3 for f, s in zip(fused, sim))
+    # by the judge's own score nothing ends below the best neighbour, which refine scores alone
+    # (the int8 graph quantises per batch, so alone is how its score is reproduced)
+    judged = [float(codec.judge([s["reconstruction"]])[0] @ d) for s, d in zip(sim, codec.decode(codes))]
+    assert all(f["score"] >= j - 1e-5 for f, j in zip(fused, judged))
     assert [f["neighbours"] for f in fused] == [s["neighbours"] for s in sim]
     assert any(f["reconstruction"] != s["reconstruction"] for f, s in zip(fused, sim))
 
