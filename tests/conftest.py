@@ -71,3 +71,12 @@ def built(tmp_path_factory, request) -> tuple[Path, dict]:
         request.getfixturevalue("onnx_dir")  # the session's export, before the build would start its own
     manifest = build(cfg)
     return root, manifest
+
+
+@pytest.fixture
+def tiny_wikitext(tmp_path) -> Path:
+    """A data_dir of the committed tiny corpus under WikiText's file names (it is not WikiText, and
+    committed files named like WikiText's would read as a copy of ../shared)."""
+    for split in ("valid", "test"):
+        (tmp_path / f"wiki.{split}.raw").write_bytes((TINY / f"{split}.wikitext").read_bytes())
+    return tmp_path

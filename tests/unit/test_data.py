@@ -9,7 +9,6 @@ from semcomp.config import load_config
 from semcomp.data import (MAX_WORDS, DataError, detokenize, is_sentence, load_paragraphs, sample_split,
                           split_document, split_sentences)
 
-from conftest import TINY
 
 
 @pytest.mark.parametrize("raw, clean", [
@@ -126,9 +125,9 @@ def test_split_document_keeps_every_character_once_in_bounded_pieces(lines, max_
         assert p and p == p.strip() and len(p.split()) <= max_words and len(p) <= 8 * max_words
 
 
-def test_wikitext_files_read_as_english_sentences():
+def test_wikitext_files_read_as_english_sentences(tiny_wikitext):
     """The committed tiny corpus in WikiText's format: headings dropped, tokenisation undone."""
-    sents = split_sentences(load_paragraphs(load_config(None, [f"data_dir={TINY}", "dataset_split=validation+test"])))
+    sents = split_sentences(load_paragraphs(load_config(None, [f"data_dir={tiny_wikitext}", "dataset_split=validation+test"])))
     assert len(sents) == 48 and sents[0].startswith("The Harbour Lighthouse is a stone tower")
     text = " ".join(sents)
     assert "69 ft" in text and "thirty-one years" in text and "£2.4 million" in text
@@ -145,11 +144,11 @@ def test_sample_split_is_disjoint_and_seeded():
     assert sample_split(sents, 500, 0.1, seed=4) != (d1, t1)
 
 
-def test_missing_local_split_and_bad_split(tmp_path):
+def test_missing_local_split_and_bad_split(tiny_wikitext):
     with pytest.raises(DataError, match="wiki.train.raw not found"):
-        load_paragraphs(load_config(None, [f"data_dir={TINY}", "dataset_split=train"]))
+        load_paragraphs(load_config(None, [f"data_dir={tiny_wikitext}", "dataset_split=train"]))
     with pytest.raises(DataError, match="dataset_split"):
-        load_paragraphs(load_config(None, [f"data_dir={TINY}", "dataset_split=dev"]))
+        load_paragraphs(load_config(None, [f"data_dir={tiny_wikitext}", "dataset_split=dev"]))
 
 
 def test_offline_without_data_dir_says_how_to_point_at_a_copy(monkeypatch):
