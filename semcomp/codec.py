@@ -1,6 +1,7 @@
 """`Codec`: the trained model and its dictionary behind one small API."""
 from __future__ import annotations
 
+import contextlib
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -8,7 +9,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import decoders, quantizers
-from .artifacts import ArtifactError, load_manifest, verify
+from .artifacts import ArtifactError, atomic_write, load_manifest, verify
 from .codes import write_codes
 from .config import DEFAULTS, RUN_KEYS
 from .data import DataError, read_text_input, split_document
@@ -158,8 +159,16 @@ class Codec:
 
     @cached_property
     def word_pairs(self) -> decoders.WordPairs:
-        """The dictionary's adjacent word pairs: what edit search may make (decoders/edit.py)."""
-        return decoders.WordPairs(self.dictionary[0])
+        """The dictionary's word triples: what edit search may make (decoders/edit.py); kept in the
+        cache under the dictionary's sha256 (a read-only folder builds it each time)."""
+        path = self.dir / "cache" / f"triples-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npy"
+        if path.exists():
+            return decoders.WordPairs(table=np.load(path))
+        pairs = decoders.WordPairs(self.dictionary[0])
+        with contextlib.suppress(OSError):
+            with atomic_write(path) as f:
+                np.save(f, pairs.table)
+        return pairs
 
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
         """Top-k dictionary ids and exact cosines for each query embedding."""
