@@ -7,7 +7,7 @@ The general codec (configs/general.json, built by pipeline.py) encodes each sent
 as `pipeline.py --compress` does; none of the sentences is in its dictionary. Every method decodes
 the same codes. For each setting ROUNDSxCANDIDATES the local model (llama.cpp, SmolLM2-135M by
 default) writes CANDIDATES sentences a round and the local embedder keeps the best by cosine to
-the decoded embedding; `+eN` adds N steps of one-word edits judged the same way. Scored with the reference PyTorch SBERT (text cosine to the original),
+the decoded embedding; `+eN` adds N steps of one-word edits judged the same way (`bB`: of the B best sentences a step; `wW`: W neighbour words). Scored with the reference PyTorch SBERT (text cosine to the original),
 chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
 model fitted on diverse-en dev (no method's source, no test sentence), so that token soup shows.
 Writes docs/generative.{json,md}. No response cache: every setting's time is its own.
@@ -31,6 +31,7 @@ from semcomp.data import read_source
 from semcomp.embed import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?)?")
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
     ("e-mail", "Hi Sarah, thanks for sending the contract over so quickly."),
@@ -109,10 +110,11 @@ def run() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--config", default=str(ROOT / "configs" / "general.json"))
     p.add_argument("--n", type=int, default=500, help="sentences per set (default: %(default)s)")
-    p.add_argument("--settings", default="fusion,fusion+e3,1x4,1x4+e3,2x4",
+    p.add_argument("--settings", default="fusion,fusion+e6b1w16,fusion+e12b4w32,fusion+e20b4w32",
                    help="decoders, comma-separated: fusion (no model), or ROUNDSxCANDIDATES of the local model "
                         "(nf before it: without the fusion candidates); +eN after either: then N steps of "
-                        "one-word edits (llm_edit_steps) (default: %(default)s)")
+                        "one-word edits (llm_edit_steps), bB: of the B best sentences a step (llm_edit_beam), wW: with W "
+                        "neighbour words (llm_edit_words) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--seed", type=int, default=0)
@@ -136,8 +138,12 @@ def run() -> int:
     width = codec.cfg["llm_neighbours"]
     decoders_of = {}
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
-        base, _, steps = setting.partition("+e")
-        scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0)}
+        m = SETTING.fullmatch(setting)
+        if not m:
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW]")
+        base, steps, beam, words = m.groups()
+        scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
+                "llm_edit_words": int(words or codec.cfg["llm_edit_words"])}
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
             continue

@@ -86,7 +86,7 @@ SCHEMA: dict[str, Key] = {
                                 "efSearch; null: the smallest that reached recall@10 >= 0.95 when the index was built"),
     "search_k": Key("run", 32, (int,), (1, 10000), "dictionary candidates re-ranked by exact cosine"),
     "show_progress_bar": Key("run", True, (bool,), None, "progress bars on long work"),
-    "embed_backend": Key("run", "auto", (str,), {"auto", "torch", "onnx", "onnx-int8"}, "SBERT runtime; auto: onnx-int8 for the packaged model on CPU (3-4x faster, cosine 0.994 to torch), else torch"),
+    "embed_backend": Key("run", "auto", (str,), {"auto", "torch", "onnx", "onnx-int8"}, "SBERT runtime; auto: onnx-int8 for the packaged model on CPU (about 3x faster, cosine 0.994 to torch), else torch"),
     # -- llm: LLM decoding (decode.py --backend): from the caller's config, as `run`
     "llm_backend": Key("llm", "openai", (str,), set(LLM_BACKENDS), "the LLM that `decode.py --backend llm` uses"),
     "llm_model": Key("llm", None, (str,), None, "model name; null: the backend's documented default"),
@@ -99,10 +99,11 @@ SCHEMA: dict[str, Key] = {
     "llm_rounds": Key("llm", 1, (int,), (1, 20), "rounds of model proposals, each shown the best earlier guesses"),
     "llm_fusion": Key("llm", True, (bool,), None, "also judge the neighbours' clause fusions (the fusion decoder's "
                              "candidates) and show the best to the model as earlier guesses"),
-    "llm_edit_steps": Key("llm", 6, (int,), (0, 20), "fusion and LLM decoders: then up to this many steps of "
-                          "one-word edits of the best sentence (a word deleted, or swapped for a neighbour's), "
-                          "each kept only if the embedder scores it higher"),
-    "llm_edit_words": Key("llm", 16, (int,), (1, 200), "the neighbours' words an edit step may swap in"),
+    "llm_edit_steps": Key("llm", 12, (int,), (0, 20), "fusion and LLM decoders: then up to this many steps of "
+                          "one-word edits of the best sentences (a word deleted, or a neighbour's swapped in or "
+                          "inserted), kept where the embedder scores them higher"),
+    "llm_edit_words": Key("llm", 32, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
+    "llm_edit_beam": Key("llm", 4, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
     "llm_max_tokens": Key("llm", 48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "

@@ -97,12 +97,12 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
     """`run(items, embed, progress=False, pairs=None)` for the fusion decoder or an LLM backend
     (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
     the key is checked and a local model loaded before any work."""
+    edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"]}
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
                  pairs: WordPairs | None = None) -> list[dict[str, Any]]:
             return refine_all(items, embed, lambda *a: [], rounds=0, neighbours=cfg["llm_neighbours"],
-                              label="fusion", fuse=True, edit_steps=cfg["llm_edit_steps"],
-                              edit_words=cfg["llm_edit_words"], pairs=pairs, progress=progress)
+                              label="fusion", fuse=True, pairs=pairs, progress=progress, **edit)
 
         return fuse
     call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
@@ -111,23 +111,24 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
     def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
             pairs: WordPairs | None = None) -> list[dict[str, Any]]:
         return refine_all(items, embed, propose, rounds=cfg["llm_rounds"], neighbours=cfg["llm_neighbours"],
-                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], edit_steps=cfg["llm_edit_steps"],
-                          edit_words=cfg["llm_edit_words"], pairs=pairs, breaker=call.breaker,
+                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], pairs=pairs, breaker=call.breaker,
                           concurrency=concurrency(cfg, backend), time_budget=cfg["llm_time_budget"],
-                          progress=progress)
+                          progress=progress, **edit)
 
     return run
 
 
 def reconstruct_llm(items: Sequence[dict[str, Any]], embed: Embed, cfg: dict[str, Any], backend: str | None = None,
                     cache_dir: str | Path | None = None, progress: bool = False, *,
-                    base_delay: float = 0.5) -> list[dict[str, Any]]:
+                    pairs: WordPairs | None = None, base_delay: float = 0.5) -> list[dict[str, Any]]:
     """LLM reconstruction of each item {"neighbours": [(text, score), ...], "target": (384,)}.
-    Backend: the argument, else env SEMANTIC_RECON_BACKEND, else the config's llm_backend."""
+    Backend: the argument, else env SEMANTIC_RECON_BACKEND, else the config's llm_backend.
+    `pairs` (Codec.word_pairs): the word triples edits must keep to; without them every edit is
+    scored, many times the embedder calls."""
     backend = choose_backend(backend or os.environ.get(BACKEND_ENV) or "llm", cfg["llm_backend"])
     if backend not in LLM_BACKENDS:
         raise UsageError(f"reconstruct_llm needs an LLM backend, not {backend}")
-    return text_decoder(cfg, backend, cache_dir, base_delay=base_delay)(items, embed, progress)
+    return text_decoder(cfg, backend, cache_dir, base_delay=base_delay)(items, embed, progress, pairs)
 
 
 def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,11 +1,13 @@
-"""Edit search: one-word edits of the best candidate, judged by the embedder, kept while they help.
+"""Edit search: one-word edits of the best candidates, judged by the embedder, kept while they help.
 
 The neighbours often hold the right words in the wrong sentence. Each step tries every one-word
-edit of the current best sentence (a word deleted, or replaced by a word of the top neighbours)
-and keeps the best-scored edit if it beats the sentence. An edit must make only word triples that
+edit of the best sentences not yet tried (a word deleted, replaced by a word of the top neighbours,
+or one inserted) and keeps what the judge scores higher. An edit must make only word triples that
 occur somewhere in the dictionary: without that rule the judge (SBERT) climbed to token soup
 ("decided to abandon abandon and seldom used"), which it scores as close as the real sentence.
-A few steps cost a few hundred embedder calls and no model; docs/generative.md has the figures.
+A sentence's end punctuation stays at its end, so a neighbour's last word ("you.") never lands
+mid-sentence. A few steps cost a few hundred embedder calls and no model; docs/generative.md has
+the figures.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 _WORD = re.compile(r"[\w']+")
+_END = re.compile(r"[.!?]+[\"')\]]*$")  # what closes a sentence after its last word
 
 
 def _key(word: str) -> str:
@@ -55,25 +58,42 @@ class WordPairs:
         return bool(len(self.table)) and bool((self.table[pos] == h).all())
 
 
+def _end(word: str) -> tuple[str, str]:
+    """A word and the sentence-end punctuation after it: 'you."' -> ('you', '."')."""
+    m = _END.search(word)
+    return (word[:m.start()], m.group()) if m and m.start() else (word, "")
+
+
 def vocabulary(neighbours: Sequence[tuple[str, float]], top: int = 3, limit: int = 16) -> list[str]:
-    """Words of the `top` best neighbours (best first, each once, case kept), at most `limit`;
-    words of one or two letters are left out (they rarely carry the meaning the judge scores)."""
-    words = [w for t, _ in neighbours[:top] for w in t.split() if len(w.strip(".,;:!?\"'()")) > 2]
+    """Words of the `top` best neighbours (best first, each once, case kept, end punctuation off),
+    at most `limit`; words of one or two letters are left out (they rarely carry the meaning the
+    judge scores)."""
+    words = [_end(w)[0] for t, _ in neighbours[:top] for w in t.split()]
+    words = [w for w in words if len(w.strip(",;:\"'()")) > 2]
     return list(dict.fromkeys(words))[:limit]
 
 
 def edits(sentence: str, vocab: Sequence[str], pairs: WordPairs | None = None) -> list[str]:
-    """One-word edits of `sentence`: each word deleted, each word replaced by a vocabulary word;
-    with `pairs`, only edits whose new word pairs occur in its corpus."""
+    """One-word edits of `sentence`: each word deleted, each word replaced by a vocabulary word, a
+    vocabulary word inserted before each word; the sentence's end punctuation stays last. With
+    `pairs`, only edits whose new word triples occur in its corpus."""
     words = sentence.split()
+    if not words:
+        return []
+    words[-1], tail = _end(words[-1])
+    vocab = list(dict.fromkeys(_end(v)[0] for v in vocab))
     out = []
-    for i, w in enumerate(words):
-        cut = words[:i] + words[i + 1:]
-        # a deletion joins words i-1 and i+1: the n-grams around the join (position i-1 and i)
-        if pairs is None or (pairs.allows(cut, i - 1) and pairs.allows(cut, i)):
-            out.append(" ".join(cut))
+
+    def add(new: list[str], *at: int) -> None:
+        if new and (pairs is None or all(pairs.allows(new, i) for i in at)):
+            out.append(" ".join(new[:-1] + [new[-1] + tail]))
+
+    for i in range(len(words) + 1):
+        if i < len(words):
+            # a deletion joins words i-1 and i+1: the n-grams around the join (position i-1 and i)
+            add(words[:i] + words[i + 1:], i - 1, i)
         for v in vocab:
-            new = words[:i] + [v] + words[i + 1:]
-            if v.lower() != w.lower() and (pairs is None or pairs.allows(new, i)):  # not a change of case
-                out.append(" ".join(new))
+            add(words[:i] + [v] + words[i:], i)
+            if i < len(words) and v.lower() != words[i].lower():  # not a change of case
+                add(words[:i] + [v] + words[i + 1:], i)
     return [s for s in dict.fromkeys(out) if s and s != sentence]

@@ -121,7 +121,7 @@ def test_openai_sdk_against_real_llama_cpp_server(server, codec, tmp_path):
     items = [{"neighbours": [(texts[j], float(s)) for j, s in zip(i, sc)], "target": d}
              for i, sc, d in zip(ids, scores, decoded)]
     t = time.perf_counter()
-    recs = reconstruct_llm(items, codec.embed, cfg, cache_dir=tmp_path)
+    recs = reconstruct_llm(items, codec.judge, cfg, cache_dir=tmp_path, pairs=codec.word_pairs)
     assert time.perf_counter() - t < 120
     assert [r["method"] for r in recs] == ["llm:openai"] * 2, [r["fallback_reason"] for r in recs]
     for r, it in zip(recs, items):

@@ -45,14 +45,26 @@ def test_fusion_alone_is_judged_and_never_below_the_best_neighbour():
     assert far["reconstruction"] == "gamma delta" and far["score"] == pytest.approx(1.0, abs=1e-6)
 
 
-def test_edits_delete_or_swap_one_word_for_a_neighbours():
+def test_edits_delete_swap_or_insert_one_word_of_a_neighbours():
     from semcomp.decoders.edit import edits, vocabulary
 
-    vocab = vocabulary([("The red car stopped.", 0.9), ("A blue van is parked.", 0.8)])
-    assert vocab == ["The", "red", "car", "stopped.", "blue", "van", "parked."]
+    vocab = vocabulary([("The red car stopped.", 0.9), ("A blue van is parked!", 0.8)])
+    assert vocab == ["The", "red", "car", "stopped", "blue", "van", "parked"]
     out = edits("The red car", ["blue", "van"])
     assert "red car" in out and "The car" in out and "The blue car" in out and "The red van" in out
-    assert "The red car" not in out and len(out) == len(set(out)) == 3 + 3 * 2
+    assert "blue The red car" in out and "The red blue car" in out and "The red car van" in out
+    # 3 deletions, 3 x 2 swaps, 4 x 2 insertions
+    assert "The red car" not in out and len(out) == len(set(out)) == 3 + 3 * 2 + 4 * 2
+
+
+def test_end_punctuation_stays_at_the_end():
+    """A neighbour's last word ('parked.') never lands mid-sentence, and the sentence keeps its end."""
+    from semcomp.decoders.edit import edits
+
+    out = edits('He said "the red car."', ["parked.", "van!"])
+    assert 'He said "the red van."' in out and 'He said "the red."' in out
+    assert 'He said "the red car parked."' in out and 'He said "the parked red car."' in out
+    assert all(s.endswith('."') and s.count(".") == 1 and "!" not in s for s in out)
 
 
 def test_edit_steps_climb_the_judge_and_stop_at_a_local_optimum():
@@ -85,3 +97,19 @@ def test_word_triples_keep_edits_to_what_the_dictionary_says():
     assert out == ["The blue car stopped here."]
     assert "The car stopped here." in edits("The red car stopped here.", ["blue"], None)
     assert pairs.allows("the BLUE car, stopped".split(), 1) and not pairs.allows("the car".split(), 0)
+
+
+def test_an_edit_beam_leaves_a_local_optimum_that_stops_one_best_sentence():
+    """The judge likes 'one three' best after one edit, but only 'one four' leads (one more edit)
+    to 'three four'."""
+    judged = {"one two": 0.3, "one three": 0.6, "one four": 0.5, "three four": 0.9}
+
+    def embed(texts):
+        s = np.array([judged.get(t, 0.0) for t in texts], np.float32)
+        return np.stack([s, np.sqrt(1 - s ** 2)], axis=1)
+
+    target, nbrs = np.array([1.0, 0.0]), [("one two", 0.3), ("three four", 0.1)]
+    greedy = refine(nbrs, target, embed, None, rounds=0, edit_steps=5)
+    beam = refine(nbrs, target, embed, None, rounds=0, edit_steps=5, edit_beam=2)
+    assert greedy["reconstruction"] == "one three" and greedy["score"] == pytest.approx(0.6)
+    assert beam["reconstruction"] == "three four" and beam["score"] == pytest.approx(0.9)
