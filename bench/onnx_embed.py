@@ -3,8 +3,9 @@
 One command: exports every ONNX variant into --out, embeds the same fixed sample of WikiText-2
 validation sentences with each backend, repeats interleaved (order rotated every round, so load
 drift on a shared machine hits all backends alike), reports the median time, prints a markdown
-table and writes JSON. Calibration sentences for the static recipe come from the test split, so
-they are disjoint from the measured ones.
+table and writes it with the JSON results to docs/bench/onnx_embed.{json,md} (--json; the .md
+beside it). Calibration sentences for the static recipe come from the test split, so they are
+disjoint from the measured ones.
 
     python bench/onnx_embed.py --out artifacts/onnx --n 2000 --repeats 3
 """
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts" / "onnx",
-                    help="folder for the .onnx files and bench.json")
+                    help="folder for the exported .onnx files")
     ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA, help="folder with wiki.valid.raw and wiki.test.raw")
     ap.add_argument("--n", type=int, default=2000, help="measured sentences (validation split)")
     ap.add_argument("--calib-n", type=int, default=200, help="calibration sentences (test split) for int8-static")
@@ -89,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="ORT intra-op threads; default: the usable cores")
     ap.add_argument("--backends", default=",".join(RECIPES),
                     help=f"comma-separated subset of: {', '.join(RECIPES)} (torch is always run: it is the reference)")
-    ap.add_argument("--json", type=Path, default=None, help="results file; default: OUT/bench.json")
+    ap.add_argument("--json", type=Path, default=ROOT / "docs" / "bench" / "onnx_embed.json",
+                    help="results file; the markdown table goes beside it, as .md")
     args = ap.parse_args(argv)
     which = [b for b in args.backends.split(",") if b]
     bad = [b for b in which if b not in RECIPES]
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         path = built.get(name, (None, None))[0]
         rows.append({
             "backend": name, "recipe": RECIPES[name],
-            "file": str(path) if path else None,
+            "file": Path(path).name if path else None,  # no machine paths in a committed report
             "file_mb": round(Path(path).stat().st_size / 2**20, 1) if path else None,
             "build_s": round(built[name][1], 1) if name in built else None,
             "sentences_per_s": round(len(texts) / med, 1), "speedup": round(t_torch / med, 2),
@@ -148,13 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             "times_s": [round(t, 2) for t in times[name]],
         })
 
-    header = "| backend | recipe | MB | build s | sent/s | speed-up | mean cos | p1 cos | worst cos |"
-    print(header)
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    md = ["| backend | recipe | MB | build s | sent/s | speed-up | mean cos | p1 cos | worst cos |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        print(f"| {row['backend']} | {row['recipe']} | {row['file_mb'] or '-'} | {row['build_s'] or '-'} | "
-              f"{row['sentences_per_s']} | {row['speedup']:.2f}x | {row['cos_mean']:.4f} | "
-              f"{row['cos_p1']:.4f} | {row['cos_worst']:.4f} |")
+        md.append(f"| {row['backend']} | {row['recipe']} | {row['file_mb'] or '-'} | {row['build_s'] or '-'} | "
+                  f"{row['sentences_per_s']} | {row['speedup']:.2f}x | {row['cos_mean']:.4f} | "
+                  f"{row['cos_p1']:.4f} | {row['cos_worst']:.4f} |")
+    print("\n".join(md))
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "n_sentences": len(texts), "n_calibration": len(calib), "calibration_overlap": overlap,
@@ -165,9 +167,10 @@ def main(argv: list[str] | None = None) -> int:
                      "python": platform.python_version()},
         "rows": rows,
     }
-    json_path = args.json or args.out / "bench.json"
-    write_json(json_path, result)
-    print(f"\nwrote {json_path}", file=sys.stderr)
+    write_json(args.json, result)
+    note = f"`{result['command']}`: {len(texts)} sentences, median of {args.repeats} rounds\n\n"
+    args.json.with_suffix(".md").write_text(note + "\n".join(md) + "\n")
+    print(f"\nwrote {args.json} and its .md", file=sys.stderr)
     return 0
 
 

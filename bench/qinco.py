@@ -2,6 +2,7 @@
 
     python pipeline.py --config configs/general.json          # once: embeddings, dictionary, held-out
     python bench/qinco.py --bits 64,72,128                    # ~15 min QINCo + ~25 min LSQ a size, cold
+    python bench/qinco.py --bits 128 --out docs/bench/qinco-128   # a report of its own
 
 Training vectors: the general build's dictionary (every diverse-en train sentence plus WikiText
 train, ~285k). Scored on what evaluate.py scores: WikiText held-out, diverse-en test (minus any
@@ -12,7 +13,9 @@ the quantisers' own least-distortion codes (no closed loop), for every method al
 RQ and LSQ come from the same cache evaluate.py uses (trained once per vectors, kind, bits, seed);
 QINCo models are cached where pipeline.py caches its model, so a pipeline run with the same
 settings (`--set quantizer=qinco`) reuses the one trained here. Timings use the machine's threads
-as the product does; run nothing else meanwhile. Writes bench/results/qinco.{json,md}.
+as the product does; run nothing else meanwhile. Writes docs/bench/qinco.{json,md} (--out); rows of
+an earlier run into the same report are kept unless this run measures the same method, bits, training
+vectors and epochs again.
 """
 from __future__ import annotations
 
@@ -67,7 +70,8 @@ def main() -> None:
     ap.add_argument("--train-sample", type=int, default=None, metavar="N",
                     help="train every method on a seeded sample of N training vectors (data scaling); "
                          "recall is still against the whole dictionary")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "qinco"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "qinco"),
+                    help="report path without suffix: writes OUT.json and OUT.md (default: docs/bench/qinco)")
     args = ap.parse_args()
 
     cfg = load_config(args.config, [*args.set, "show_progress_bar=true"])
@@ -125,7 +129,7 @@ def main() -> None:
 
     keep = [r for r in old if key(r) not in {key(r2) for r2 in rows}]
     allrows = sorted(keep + rows, key=lambda r: (r["bits"], r["method"]))
-    out.with_suffix(".json").write_text(json.dumps(allrows, indent=1))
+    out.with_suffix(".json").write_text(json.dumps(allrows, indent=1) + "\n")
     cols = list(dict.fromkeys(c for r in allrows for c in r if c not in ("method", "bits")))
     lines = ["| bits | method | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for r in allrows:

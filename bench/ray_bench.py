@@ -7,7 +7,8 @@ Each engine runs the real command (`pipeline.py -q --compress TEXT -o OUT --engi
 lines of the source (one sentence a line), against its own view of the artifacts folder: links to
 the trained files and a fresh, empty embedding cache (the ONNX graph is shared), so both embed every
 sentence. Wall time includes what a user waits for: Python start, model loads and, for Ray, starting
-a local Ray. The codes of the two runs are compared. Writes bench/results/ray_bench.json.
+a local Ray. The codes of the two runs are compared. Writes docs/bench/ray_bench.json (--out) and
+a markdown table beside it (.md); give each run its own --out to keep its report.
 """
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def main() -> int:
     ap.add_argument("--engines", default="local,ray")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="config overrides for both runs (e.g. ray_actors=2)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "ray_bench.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "bench" / "ray_bench.json"),
+                    help="results file; the markdown table goes beside it, as .md "
+                         "(default: docs/bench/ray_bench.json)")
     args = ap.parse_args()
 
     from semcomp.codes import read_codes
@@ -90,7 +93,16 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"-> {out}")
+    md = [f"{result['n_lines']} lines of {Path(args.source).name}, artifacts {args.artifacts}, {cores()} cores"
+          + (f", --set {' '.join(args.set)}" if args.set else ""), "",
+          "| engine | sentences | seconds | sentences/s | load before | load after |", "|---|---:|---:|---:|---|---|"]
+    md += [f"| {e} | {r['sentences']:,} | {r['seconds']} | {r['sentences_per_s']} | {r['load_before']} | "
+           f"{r['load_after']} |" for e, r in result["runs"].items()]
+    if "identical_codes" in result:
+        md += ["", f"identical codes: {'yes' if result['identical_codes'] else 'no'}; "
+                   f"second / first throughput: {result['ratio_second_to_first']}"]
+    out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"-> {out} and its .md")
     return 0
 
 

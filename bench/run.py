@@ -1,6 +1,7 @@
 """One command, one run: plain SBERT encode (the limit), the pipeline cold and warm, decode speed, memory.
 
-    python bench/run.py --set data_dir=../shared/data/wikitext-2-raw      # writes bench/results/
+    python bench/run.py --set data_dir=../shared/data/wikitext-2-raw      # writes docs/bench/run.{json,md}
+    python bench/run.py --set data_dir=../shared/data/wikitext-2-raw --set sample_size=3000 --stem run-3k
 
 first = a first run on the machine: empty artifacts folder and empty per-user cache, so the one-off
 ONNX export (~9 s, overlapped with segmentation) is included. cold = empty artifacts folder, the
@@ -36,7 +37,8 @@ def pipeline(args: list[str], artifacts: Path, user_cache: Path) -> tuple[float,
 
 def run() -> int:
     p = cli.parser(__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for bench.json and bench.md")
+    p.add_argument("--out", default=str(ROOT / "docs" / "bench"), help="folder for the report (default: docs/bench)")
+    p.add_argument("--stem", default="run", help="report name: writes OUT/STEM.json and OUT/STEM.md (default: run)")
     args = p.parse_args()
     cfg = cli.config_from(args)
     # pipeline.py runs in the repository (cwd=ROOT), so paths given relative to the caller's folder
@@ -96,11 +98,12 @@ def run() -> int:
     setup = {"embed_backend": m["config"]["embed_backend"], "cold": "empty artifacts folder (segmentation, "
              "embedding, training and index included; the ONNX export in the per-user cache); first = empty "
              "per-user cache too (the one-off export included)", "cpus": cores()}
-    (out / "bench.json").write_text(json.dumps({"rows": rows, "targets": targets, "setup": setup}, indent=2))
+    report = {"rows": rows, "targets": targets, "setup": setup}
+    (out / f"{args.stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     md = [f"embed_backend {setup['embed_backend']}; cold = {setup['cold']}; {setup['cpus']} cores", "",
           "| measure | value |", "|---|---:|"] + [f"| {k} | {v:.2f} |" for k, v in rows.items()]
     md += ["", "| target | met |", "|---|---|"] + [f"| {k} | {'yes' if v else 'no'} |" for k, v in targets.items()]
-    (out / "bench.md").write_text("\n".join(md) + "\n")
+    (out / f"{args.stem}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 

@@ -1,6 +1,8 @@
 """Dictionaries past 100,000 sentences: index build time, search throughput, recall@10, memory.
 
-    python bench/scale.py                      # writes bench/results/scale.{json,md}
+    python bench/scale.py                      # writes docs/bench/scale.{json,md}
+
+The embedding memmaps it builds (about 1.6 GB) stay in --work, git-ignored bench/results/scale.
 
 Sizes (each measured in its own process, so peak RSS is per size):
   wiki-9k   the first 9,000 sentences of the tokenised WikiText-2 train split, the default index
@@ -156,6 +158,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, default=ROOT / "bench" / "results" / "scale",
                     help="where the embedding memmaps go (about 1.6 GB; reused by later runs)")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "bench",
+                    help="folder for scale.json and scale.md (default: docs/bench)")
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset of " + ", ".join(SIZES))
     ap.add_argument("--backend", default="onnx-int8", help="embedding runtime for the real sentences")
     ap.add_argument("--candidates", type=int, default=32, help="index candidates re-ranked exactly (search_k)")
@@ -177,9 +181,9 @@ def main() -> int:
         for s in r["search"]:
             md.append(f"| {r['size']} | {r['vectors']:,} | {r['factory']} | {r['build_s']} | {s['nprobe']} | {s['candidates']} | "
                       f"{s['queries_per_s']:,} | {s['recall_at_10']:.3f} | {r['peak_rss_mb']:,} |")
-    res = ROOT / "bench" / "results"
-    (res / "scale.json").write_text(json.dumps(results, indent=2))
-    (res / "scale.md").write_text("\n".join(md) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "scale.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
 
