@@ -24,16 +24,11 @@ import numpy as np
 import sacrebleu
 
 from generative import OWN_TEXT, ROOT, eval_sets
-from semcomp import Codec, decoders
+from semcomp import Codec, decoders, metrics
 from semcomp.config import load_config
 from semcomp.embed import Embedder
 
 POOL = 30
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def mbr(cands: list[str]) -> int:
@@ -70,8 +65,8 @@ def run() -> int:
         records = decoders.similarity_records(ids, scores, codec.dictionary[0], texts)
         out = fusion(decoders.targets(decoded, records), codec.judge, progress=True, pairs=codec.word_pairs)
         pools = [[c for c, _ in o["candidates"][:POOL]] for o in out]
-        orig, dec = unit(ref(texts)), unit(decoded)
-        flat = unit(ref([c for pool in pools for c in pool]))
+        orig, dec = metrics.unit_rows(ref(texts)), metrics.unit_rows(decoded)
+        flat = metrics.unit_rows(ref([c for pool in pools for c in pool]))
         ends = np.cumsum([0] + [len(pool) for pool in pools])
         emb = [flat[a:b] for a, b in zip(ends[:-1], ends[1:])]
         picks = {"similarity": [r["reconstruction"] for r in records],
@@ -82,7 +77,7 @@ def run() -> int:
         picks["oracle"] = [pool[int(np.argmax(e @ o))] for pool, e, o in zip(pools, emb, orig)]
         rows = []
         for name, hyps in picks.items():
-            cos = float((unit(ref(hyps)) * orig).sum(1).mean())
+            cos = float(metrics.rowwise_cosine(ref(hyps), orig).mean())
             rows.append({"pick": name, "text_cosine": cos, "chrf": sacrebleu.corpus_chrf(hyps, [texts]).score,
                          "words": float(np.mean([len(h.split()) for h in hyps]))})
             print(f"{sname} {name}: cosine {cos:.4f} chrF {rows[-1]['chrf']:.1f}", flush=True)
