@@ -31,7 +31,7 @@ from semcomp.data import read_source
 from semcomp.embed import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?)?")
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?)?")
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
     ("e-mail", "Hi Sarah, thanks for sending the contract over so quickly."),
@@ -114,7 +114,8 @@ def run() -> int:
                    help="decoders, comma-separated: fusion (no model), or ROUNDSxCANDIDATES of the local model "
                         "(nf before it: without the fusion candidates); +eN after either: then N steps of "
                         "one-word edits (llm_edit_steps), bB: of the B best sentences a step (llm_edit_beam), wW: with W "
-                        "neighbour words (llm_edit_words) (default: %(default)s)")
+                        "neighbour words (llm_edit_words), nN: of the N best neighbours, which fusions also join "
+                        "(llm_edit_neighbours) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--seed", type=int, default=0)
@@ -140,10 +141,11 @@ def run() -> int:
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
         m = SETTING.fullmatch(setting)
         if not m:
-            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW]")
-        base, steps, beam, words = m.groups()
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN]")
+        base, steps, beam, words, pool = m.groups()
         scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
-                "llm_edit_words": int(words or codec.cfg["llm_edit_words"])}
+                "llm_edit_words": int(words or codec.cfg["llm_edit_words"]),
+                "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"])}
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
             continue

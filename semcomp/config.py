@@ -104,6 +104,8 @@ SCHEMA: dict[str, Key] = {
                           "inserted), kept where the embedder scores them higher"),
     "llm_edit_words": Key("llm", 32, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
     "llm_edit_beam": Key("llm", 4, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
+    "llm_edit_neighbours": Key("llm", 3, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
+                               "words edits swap in (at most llm_neighbours)"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
     "llm_max_tokens": Key("llm", 48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "

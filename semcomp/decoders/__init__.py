@@ -97,7 +97,8 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
     """`run(items, embed, progress=False, pairs=None)` for the fusion decoder or an LLM backend
     (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
     the key is checked and a local model loaded before any work."""
-    edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"]}
+    edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"],
+            "edit_neighbours": cfg["llm_edit_neighbours"]}
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
                  pairs: WordPairs | None = None) -> list[dict[str, Any]]:

@@ -67,13 +67,14 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-           pairs: WordPairs | None = None) -> dict[str, Any]:
+           edit_neighbours: int = 3, pairs: WordPairs | None = None) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
     are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
     steps of one-word edits (see edit.py) of the `edit_beam` best sentences not yet edited, making
     only word triples `pairs` holds; the search stops early once the best `edit_beam` have all been
-    edited (with a beam of 1: no edit beats the best sentence).
+    edited (with a beam of 1: no edit beats the best sentence). Fusions and edit words come from the
+    `edit_neighbours` best neighbours.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -94,7 +95,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
                 scores[s] = float(v)
 
     score([neighbours[0][0]])  # re-scored with `embed`, so every candidate is on one scale
-    fused = fusions(neighbours) if fuse else []
+    fused = fusions(neighbours, top=edit_neighbours) if fuse else []
     score(fused)
     made: set[str] = set(fused)  # what the next prompt shows as earlier guesses
     from_model: set[str] = set()
@@ -114,7 +115,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
         from_model.update(got)
     if rounds and not from_model:  # fusions alone are not an answer from the model
         raise LLMError(f"no parseable candidates in {done} LLM response(s)")
-    vocab = vocabulary(neighbours, limit=edit_words)
+    vocab = vocabulary(neighbours, top=edit_neighbours, limit=edit_words)
     edited: set[str] = set()
     for _ in range(edit_steps):
         frontier = [s for s in sorted(scores, key=lambda s: -scores[s])[:edit_beam] if s not in edited]
@@ -129,7 +130,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-               pairs: WordPairs | None = None,
+               edit_neighbours: int = 3, pairs: WordPairs | None = None,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
@@ -153,7 +154,7 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
             if deadline is not None and time.monotonic() > deadline:
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
-                       edit_words=edit_words, edit_beam=edit_beam, pairs=pairs)
+                       edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0, 3)}

@@ -113,3 +113,30 @@ def test_an_edit_beam_leaves_a_local_optimum_that_stops_one_best_sentence():
     beam = refine(nbrs, target, embed, None, rounds=0, edit_steps=5, edit_beam=2)
     assert greedy["reconstruction"] == "one three" and greedy["score"] == pytest.approx(0.6)
     assert beam["reconstruction"] == "three four" and beam["score"] == pytest.approx(0.9)
+
+
+def test_edit_neighbours_widens_the_pool_fusions_and_edit_words_draw_on():
+    """Only the fourth neighbour holds 'epsilon zeta': the default three never reach the target,
+    four do, through the config key the fusion decoder reads."""
+    from semcomp import decoders
+    from semcomp.config import load_config
+
+    words = "alpha beta gamma delta epsilon zeta eta theta".split()
+    vec = {w: np.eye(8, dtype=np.float32)[i] for i, w in enumerate(words)}
+
+    def embed(texts):
+        e = np.stack([sum((vec[w] for w in t.replace(",", " ").replace(".", " ").split() if w in vec),
+                          np.zeros(8, np.float32)) for t in texts])
+        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
+
+    nbrs = [("alpha beta, gamma delta", 0.6), ("gamma delta, eta theta", 0.5), ("eta theta, gamma delta", 0.4),
+            ("eta theta, epsilon zeta", 0.3)]
+    items = [{"neighbours": nbrs, "target": embed(["alpha beta epsilon zeta"])[0]}]
+    got = {}
+    for k in (3, 4):
+        cfg = load_config(None, [f"llm_edit_neighbours={k}", "llm_edit_steps=0"])
+        got[k] = decoders.text_decoder(cfg, "fusion", None)(items, embed)[0]
+    assert got[3]["score"] < 0.9 and "epsilon" not in got[3]["reconstruction"]
+    assert got[4]["reconstruction"] == "alpha beta, epsilon zeta" and got[4]["score"] == pytest.approx(1.0, abs=1e-6)
+    from semcomp.decoders.edit import vocabulary
+    assert "epsilon" not in vocabulary(nbrs) and "epsilon" in vocabulary(nbrs, top=4)
