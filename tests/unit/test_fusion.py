@@ -8,6 +8,16 @@ from semcomp.decoders.fusion import clauses, fusions
 from semcomp.decoders.refine import refine
 
 
+WORDS = "alpha beta gamma delta epsilon zeta eta theta".split()
+
+
+def _bag_of_words(texts: list[str]) -> np.ndarray:
+    """A judge that sees only which of WORDS a sentence holds."""
+    e = np.stack([sum((np.eye(8, dtype=np.float32)[WORDS.index(w)] for w in t.replace(",", " ").replace(".", " ").split()
+                       if w in WORDS), np.zeros(8, np.float32)) for t in texts])
+    return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
+
+
 def test_clauses_split_at_punctuation_and_conjunctions():
     assert clauses("The film was long, but the acting was superb.") == ["The film was long", "the acting was superb"]
     assert clauses("It rained; we stayed in and played cards") == ["It rained", "we stayed in", "played cards"]
@@ -29,14 +39,7 @@ def test_fusions_recombine_the_top_neighbours_within_their_length():
 
 def test_fusion_alone_is_judged_and_never_below_the_best_neighbour():
     """rounds 0, fuse: the fusion decoder. A target made of two neighbours' halves is found."""
-    words = "alpha beta gamma delta epsilon zeta eta theta".split()
-    vec = {w: np.eye(8, dtype=np.float32)[i] for i, w in enumerate(words)}
-
-    def embed(texts):
-        e = np.stack([sum((vec[w] for w in t.replace(",", " ").replace(".", " ").split() if w in vec),
-                          np.zeros(8, np.float32)) for t in texts])
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
-
+    embed = _bag_of_words
     target = embed(["alpha beta epsilon zeta"])[0]
     nbrs = [("alpha beta, gamma delta", 0.5), ("eta theta, epsilon zeta", 0.5)]
     r = refine(nbrs, target, embed, lambda *a: pytest.fail("no model in the fusion decoder"), rounds=0, fuse=True)
@@ -121,14 +124,7 @@ def test_edit_neighbours_widens_the_pool_fusions_and_edit_words_draw_on():
     from semcomp import decoders
     from semcomp.config import load_config
 
-    words = "alpha beta gamma delta epsilon zeta eta theta".split()
-    vec = {w: np.eye(8, dtype=np.float32)[i] for i, w in enumerate(words)}
-
-    def embed(texts):
-        e = np.stack([sum((vec[w] for w in t.replace(",", " ").replace(".", " ").split() if w in vec),
-                          np.zeros(8, np.float32)) for t in texts])
-        return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
-
+    embed = _bag_of_words
     nbrs = [("alpha beta, gamma delta", 0.6), ("gamma delta, eta theta", 0.5), ("eta theta, gamma delta", 0.4),
             ("eta theta, epsilon zeta", 0.3)]
     items = [{"neighbours": nbrs, "target": embed(["alpha beta epsilon zeta"])[0]}]
