@@ -102,9 +102,9 @@ SCHEMA: dict[str, Key] = {
     "llm_edit_steps": Key("llm", 12, (int,), (0, 20), "fusion and LLM decoders: then up to this many steps of "
                           "one-word edits of the best sentences (a word deleted, or a neighbour's swapped in or "
                           "inserted), kept where the embedder scores them higher"),
-    "llm_edit_words": Key("llm", 32, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
+    "llm_edit_words": Key("llm", 48, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
     "llm_edit_beam": Key("llm", 4, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
-    "llm_edit_neighbours": Key("llm", 3, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
+    "llm_edit_neighbours": Key("llm", 5, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
                                "words edits swap in (at most llm_neighbours)"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
