@@ -123,6 +123,7 @@ def test_edit_neighbours_widens_the_pool_fusions_and_edit_words_draw_on():
     through the config key the fusion decoder reads."""
     from semcomp import decoders
     from semcomp.config import load_config
+    from semcomp.decoders.edit import vocabulary
 
     embed = _bag_of_words
     nbrs = [("alpha beta, gamma delta", 0.6), ("gamma delta, eta theta", 0.5), ("eta theta, gamma delta", 0.4),
@@ -134,5 +135,4 @@ def test_edit_neighbours_widens_the_pool_fusions_and_edit_words_draw_on():
         got[k] = decoders.text_decoder(cfg, "fusion", None)(items, embed)[0]
     assert got[3]["score"] < 0.9 and "epsilon" not in got[3]["reconstruction"]
     assert got[4]["reconstruction"] == "alpha beta, epsilon zeta" and got[4]["score"] == pytest.approx(1.0, abs=1e-6)
-    from semcomp.decoders.edit import vocabulary
     assert "epsilon" not in vocabulary(nbrs, top=3) and "epsilon" in vocabulary(nbrs, top=4)
