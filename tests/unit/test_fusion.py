@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from semcomp.decoders.fusion import clauses, fusions
 from semcomp.decoders.refine import refine
@@ -100,6 +102,31 @@ def test_word_triples_keep_edits_to_what_the_dictionary_says():
     assert out == ["The blue car stopped here."]
     assert "The car stopped here." in edits("The red car stopped here.", ["blue"], None)
     assert pairs.allows("the BLUE car, stopped".split(), 1) and not pairs.allows("the car".split(), 0)
+
+
+_TOY = ["the", "red", "car", "stopped", "here", "a", "Blue", "van", "parked", "at"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_TOY), min_size=1, max_size=7), min_size=1, max_size=12),
+       st.lists(st.sampled_from(_TOY + ["car.", "here!", "Van,"]), max_size=6), st.sampled_from(["", ".", "!"]))
+def test_the_triple_filter_keeps_exactly_the_edits_whose_triples_the_corpus_holds(corpus, vocab, end):
+    """Against a plain reference (a set of lower-cased triples, no hashing): for a sentence of the
+    corpus, the edits kept are those of all edits whose every word triple occurs in the corpus."""
+    import re
+
+    from semcomp.decoders.edit import WordPairs, edits
+
+    sentences = [" ".join(ws) + end for ws in corpus]
+
+    def triples(s: str) -> set[tuple[str, ...]]:
+        k = ["<s>", *(re.sub(r"[^\w']", "", w.lower()) for w in s.split()), "</s>"]
+        return {tuple(k[i:i + 3]) for i in range(len(k) - 2)}
+
+    seen = set().union(*map(triples, sentences))
+    pairs = WordPairs(sentences)
+    for s in sentences:
+        assert edits(s, vocab, pairs) == [e for e in edits(s, vocab, None) if triples(e) <= seen]
 
 
 def test_an_edit_beam_leaves_a_local_optimum_that_stops_one_best_sentence():
