@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -13,9 +14,10 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def anchors(md: Path) -> set[str]:
+@lru_cache(maxsize=None)  # a page is linked to many times
+def anchors(md: Path) -> frozenset[str]:
     text = re.sub(r"```.*?```", "", md.read_text(encoding="utf-8"), flags=re.S)  # no headings in code
-    return {slug(h) for h in re.findall(r"^#+\s+(.*)$", text, flags=re.M)}
+    return frozenset(slug(h) for h in re.findall(r"^#+\s+(.*)$", text, flags=re.M))
 
 
 def broken_links(md: Path) -> list[str]:
