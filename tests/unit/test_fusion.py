@@ -129,6 +129,28 @@ def test_the_triple_filter_keeps_exactly_the_edits_whose_triples_the_corpus_hold
         assert edits(s, vocab, pairs) == [e for e in edits(s, vocab, None) if triples(e) <= seen]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_TOY), min_size=1, max_size=7), min_size=1, max_size=12),
+       st.lists(st.tuples(st.lists(st.sampled_from(_TOY + ["car.", "Van,"]), min_size=1, max_size=8),
+                          st.lists(st.integers(-1, 8), min_size=1, max_size=2)), max_size=20))
+def test_the_batched_triple_lookup_matches_a_plain_set_for_any_words_and_positions(corpus, asked):
+    """`WordPairs.allow` (cached hashes, one lookup for all) against a set of triples, for words
+    the corpus need not hold: a (words, positions) pair passes when every triple over a position
+    (sentence marks included, position -1 the start mark) is in the set."""
+    import re
+
+    from semcomp.decoders.edit import WordPairs
+
+    def keys(ws: list[str]) -> list[str]:
+        return ["<s>", *(re.sub(r"[^\w']", "", w.lower()) for w in ws), "</s>"]
+
+    seen = {tuple(k[i:i + 3]) for ws in corpus for k in [keys(ws)] for i in range(len(k) - 2)}
+    asked = [(ws, [min(a, len(ws)) for a in at]) for ws, at in asked]
+    want = [all(tuple(k[s:s + 3]) in seen for a in at for s in range(len(k) - 2) if s <= a + 1 < s + 3)
+            for ws, at in asked for k in [keys(ws)]]
+    assert WordPairs([" ".join(ws) for ws in corpus]).allow(asked).tolist() == want
+
+
 def test_an_edit_beam_leaves_a_local_optimum_that_stops_one_best_sentence():
     """The judge likes 'one three' best after one edit, but only 'one four' leads (one more edit)
     to 'three four'."""
