@@ -32,6 +32,7 @@ from semcomp.embed import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?)?")
+REPEAT = re.compile(r"\b(\w+) \1\b", re.I)  # "and and", "that that": a sign of token soup perplexity misses
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
     ("e-mail", "Hi Sarah, thanks for sending the contract over so quickly."),
@@ -103,7 +104,8 @@ def score(name: str, hyps: list[str], refs: list[str], ref_e: np.ndarray, ref_em
           seconds: float) -> dict:
     f1 = metrics.bertscore_groups([(hyps, refs)], bert[0])[0]
     row = metrics.text_metrics(hyps, refs, ref_embed(hyps), ref_e, f1, bert[1])
-    return {"method": name, **row, "perplexity": lm.perplexity(hyps), "seconds_per_sentence": seconds / len(hyps)}
+    return {"method": name, **row, "perplexity": lm.perplexity(hyps), "seconds_per_sentence": seconds / len(hyps),
+            "repeated_word_share": float(np.mean([bool(REPEAT.search(h)) for h in hyps]))}
 
 
 def run() -> int:
@@ -134,6 +136,7 @@ def run() -> int:
     base = metrics.bertscore_groups([metrics.baseline_pairs(codec.dictionary[0], seed=args.seed)],
                                     args.bertscore_model)[0]
     bert = (args.bertscore_model, float(base.mean()))
+    bert_used = metrics.bertscorer(args.bertscore_model)[1]  # offline: the packaged MiniLM, not the one asked for
     dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
     lm = BigramLM(dev)
     width = codec.cfg["llm_neighbours"]
@@ -154,7 +157,7 @@ def run() -> int:
         # No response cache: settings share their first requests, and a cached reply costs nothing.
         decoders_of[f"local {setting}"] = decoders.text_decoder(scfg, "local", None)
 
-    result: dict = {"config": {k: codec.cfg[k] for k in codec.cfg if k.startswith("llm_")},
+    result: dict = {"config": {k: codec.cfg[k] for k in codec.cfg if k.startswith("llm_")}, "bertscore_model": bert_used,
                     "bits": codec.manifest["bits_per_sentence"], "sets": {}, "rows": {}}
     for sname, texts in sets.items():
         emb = codec.embed(texts)
@@ -169,7 +172,8 @@ def run() -> int:
         rows = [score("similarity", [r["reconstruction"] for r in records], texts, ref_e, ref_embed, bert, lm, sim_s),
                 score("ceiling (search, uncompressed)", [codec.dictionary[0][j] for j in ceil_ids[:, 0]], texts,
                       ref_e, ref_embed, bert, lm, 0.0),
-                {"method": "original", "perplexity": lm.perplexity(texts)}]
+                {"method": "original", "perplexity": lm.perplexity(texts),
+                 "repeated_word_share": float(np.mean([bool(REPEAT.search(t)) for t in texts]))}]
         outputs = {"similarity": [r["reconstruction"] for r in records]}
         for name, run in decoders_of.items():
             t = time.perf_counter()
@@ -203,18 +207,20 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
              f"{'' if args.stem == 'generative' else ' --stem ' + args.stem}`; local model "
              f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
              "fusion decoder's candidates unless 'nf'; +eN: then N steps of one-word edits. Text cosine: reference SBERT, original vs reconstruction. "
-             "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. s/sentence: wall time on this "
+             f"BERTScore: {result.get('bertscore_model', 'model not recorded')}, rescaled against random dictionary pairs. "
+             "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. Word repeated: the share with a word twice in a row. s/sentence: wall time on this "
              "machine (2 cores) for the whole decode, embedding and search included.", ""]
     for sname, rows in result["rows"].items():
         lines += [f"## {sname} (n = {rows[0]['n']})", "",
-                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | s/sentence | new sentence | judge gain |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | word repeated | s/sentence | new sentence | judge gain |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if "text_cosine" not in r:
-                lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | | | |")
+                lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | {r['repeated_word_share']:.0%} | | | |")
                 continue
             lines.append(f"| {r['method']} | {r['text_cosine']:.4f} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
-                         f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['seconds_per_sentence']:.2f} | "
+                         f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['repeated_word_share']:.0%} | "
+                         f"{r['seconds_per_sentence']:.2f} | "
                          f"{r.get('new_sentence_share', 0):.0%} | {r.get('judge_gain', 0):+.4f} |")
         lines += ["", f"Side by side ({len(result['sets'][sname])} seeded rows):", ""]
         methods = [m for m in result["sets"][sname][0] if m != "original"]
