@@ -1,6 +1,8 @@
 """The fusion decoder: clauses of the nearest dictionary sentences recombined, judged by the embedder."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -104,6 +106,17 @@ def test_word_triples_keep_edits_to_what_the_dictionary_says():
     assert pairs.allows("the BLUE car, stopped".split(), 1) and not pairs.allows("the car".split(), 0)
 
 
+def test_no_edit_makes_a_word_twice_in_a_row():
+    """'and and', 'the The': never made by an insertion, a swap or a deletion's join."""
+    from semcomp.decoders.edit import edits
+
+    out = edits("the cat and the dog.", ["and", "cat", "The"], None)
+    assert out and not [e for e in out if re.search(r"\b(\w+) \1\b", e, re.I)]
+    assert "the cat and dog." in out  # other deletions and swaps stay
+    joined = edits("the big the dog.", [], None)  # deleting 'big' would join 'the the'
+    assert "big the dog." in joined and "the the dog." not in joined
+
+
 _TOY = ["the", "red", "car", "stopped", "here", "a", "Blue", "van", "parked", "at"]
 
 
@@ -113,8 +126,6 @@ _TOY = ["the", "red", "car", "stopped", "here", "a", "Blue", "van", "parked", "a
 def test_the_triple_filter_keeps_exactly_the_edits_whose_triples_the_corpus_holds(corpus, vocab, end):
     """Against a plain reference (a set of lower-cased triples, no hashing): for a sentence of the
     corpus, the edits kept are those of all edits whose every word triple occurs in the corpus."""
-    import re
-
     from semcomp.decoders.edit import WordPairs, edits
 
     sentences = [" ".join(ws) + end for ws in corpus]
@@ -137,8 +148,6 @@ def test_the_batched_triple_lookup_matches_a_plain_set_for_any_words_and_positio
     """`WordPairs.allow` (cached hashes, one lookup for all) against a set of triples, for words
     the corpus need not hold: a (words, positions) pair passes when every triple over a position
     (sentence marks included, position -1 the start mark) is in the set."""
-    import re
-
     from semcomp.decoders.edit import WordPairs
 
     def keys(ws: list[str]) -> list[str]:
