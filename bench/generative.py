@@ -9,7 +9,8 @@ the same codes. For each setting ROUNDSxCANDIDATES the local model (llama.cpp, S
 default) writes CANDIDATES sentences a round and the local embedder keeps the best by cosine to
 the decoded embedding; `+eN` adds N steps of one-word edits judged the same way (`bB`: of the B best sentences a step; `wW`: W neighbour words). Scored with the reference PyTorch SBERT (text cosine to the original),
 chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
-model fitted on diverse-en dev (no method's source, no test sentence), so that token soup shows.
+model fitted on diverse-en dev (no method's source, no test sentence) and under SmolLM2 (tokens, a
+neural model fusion never uses), so that token soup shows.
 Writes docs/generative.{json,md}. No response cache: every setting's time is its own.
 """
 from __future__ import annotations
@@ -86,6 +87,42 @@ class BigramLM:
         return math.exp(-logp / max(n, 1))
 
 
+class NeuralLM:
+    """Token perplexity under SmolLM2-135M-Instruct through llama.cpp: a neural model the fusion
+    decoder never consults (the local backend does, so its rows flatter it). On the first `n`
+    sentences of each list only: 0.1-0.2 s a sentence here."""
+
+    def __init__(self, n: int):
+        from llama_cpp import Llama
+
+        from semcomp.util import cores
+        from semcomp.weights import packaged_gguf
+
+        self.n = n
+        self.llm = Llama(model_path=str(packaged_gguf()), n_ctx=512, logits_all=True, n_threads=cores(), verbose=False)
+
+    def perplexity(self, sentences: list[str]) -> float:
+        nll, count = 0.0, 0
+        for s in sentences[:self.n]:
+            toks = self.llm.tokenize(s.encode("utf-8"), add_bos=True)[:512]
+            if len(toks) < 2:
+                continue
+            self.llm.reset()
+            self.llm.eval(toks)
+            logits = np.asarray(self.llm.scores[:len(toks) - 1], dtype=np.float64)  # row i predicts token i+1
+            top = logits.max(axis=1, keepdims=True)
+            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
+            nll -= float(logp[np.arange(len(toks) - 1), toks[1:]].sum())
+            count += len(toks) - 1
+        return math.exp(nll / max(count, 1))
+
+
+def fluency(hyps: list[str], lms: tuple[BigramLM, NeuralLM]) -> dict:
+    """Is it text? Word-bigram and neural perplexity, and the share with a word twice in a row."""
+    return {"perplexity": lms[0].perplexity(hyps), "lm_perplexity": lms[1].perplexity(hyps),
+            "repeated_word_share": float(np.mean([bool(REPEAT.search(h)) for h in hyps]))}
+
+
 def eval_sets(codec: Codec, cfg: dict, n: int, seed: int) -> dict[str, list[str]]:
     """n diverse-en test sentences not in the dictionary, n WikiText held-out sentences."""
     known = set(codec.dictionary[0])
@@ -100,12 +137,11 @@ def eval_sets(codec: Codec, cfg: dict, n: int, seed: int) -> dict[str, list[str]
             "WikiText held-out": rng.sample([t for t in wiki if t not in known], n)}
 
 
-def score(name: str, hyps: list[str], refs: list[str], ref_e: np.ndarray, ref_embed, bert: tuple, lm: BigramLM,
-          seconds: float) -> dict:
+def score(name: str, hyps: list[str], refs: list[str], ref_e: np.ndarray, ref_embed, bert: tuple,
+          lms: tuple[BigramLM, NeuralLM], seconds: float) -> dict:
     f1 = metrics.bertscore_groups([(hyps, refs)], bert[0])[0]
     row = metrics.text_metrics(hyps, refs, ref_embed(hyps), ref_e, f1, bert[1])
-    return {"method": name, **row, "perplexity": lm.perplexity(hyps), "seconds_per_sentence": seconds / len(hyps),
-            "repeated_word_share": float(np.mean([bool(REPEAT.search(h)) for h in hyps]))}
+    return {"method": name, **row, **fluency(hyps, lms), "seconds_per_sentence": seconds / len(hyps)}
 
 
 def run() -> int:
@@ -120,6 +156,8 @@ def run() -> int:
                         "(llm_edit_neighbours) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
+    p.add_argument("--lm-n", type=int, default=200,
+                   help="sentences of each set scored by the neural LM's perplexity (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "docs"))
     p.add_argument("--stem", default="generative", help="file name of the report (default: %(default)s)")
@@ -138,7 +176,7 @@ def run() -> int:
     bert = (args.bertscore_model, float(base.mean()))
     bert_used = metrics.bertscorer(args.bertscore_model)[1]  # offline: the packaged MiniLM, not the one asked for
     dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
-    lm = BigramLM(dev)
+    lms = (BigramLM(dev), NeuralLM(args.lm_n))
     width = codec.cfg["llm_neighbours"]
     decoders_of = {}
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
@@ -169,11 +207,10 @@ def run() -> int:
         sim_s = time.perf_counter() - t
         ref_e = ref_embed(texts)
         ceil_ids = codec.search(emb, 1)[0]
-        rows = [score("similarity", [r["reconstruction"] for r in records], texts, ref_e, ref_embed, bert, lm, sim_s),
+        rows = [score("similarity", [r["reconstruction"] for r in records], texts, ref_e, ref_embed, bert, lms, sim_s),
                 score("ceiling (search, uncompressed)", [codec.dictionary[0][j] for j in ceil_ids[:, 0]], texts,
-                      ref_e, ref_embed, bert, lm, 0.0),
-                {"method": "original", "perplexity": lm.perplexity(texts),
-                 "repeated_word_share": float(np.mean([bool(REPEAT.search(t)) for t in texts]))}]
+                      ref_e, ref_embed, bert, lms, 0.0),
+                {"method": "original", **fluency(texts, lms)}]
         outputs = {"similarity": [r["reconstruction"] for r in records]}
         for name, run in decoders_of.items():
             t = time.perf_counter()
@@ -181,7 +218,7 @@ def run() -> int:
             secs = time.perf_counter() - t + sim_s  # the whole decode: similarity's search comes first
             hyps = [o["reconstruction"] for o in out]
             outputs[name] = hyps
-            row = score(name, hyps, texts, ref_e, ref_embed, bert, lm, secs)
+            row = score(name, hyps, texts, ref_e, ref_embed, bert, lms, secs)
             row["judge_gain"] = float(np.mean([o["score"] - r["score"] for o, r in zip(out, records)]))
             row["new_sentence_share"] = float(np.mean([o["reconstruction"] != r["reconstruction"]
                                                        for o, r in zip(out, records)]))
@@ -208,18 +245,22 @@ def markdown(result: dict, args: argparse.Namespace) -> str:
              f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
              "fusion decoder's candidates unless 'nf'; +eN: then N steps of one-word edits. Text cosine: reference SBERT, original vs reconstruction. "
              f"BERTScore: {result.get('bertscore_model', 'model not recorded')}, rescaled against random dictionary pairs. "
-             "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. Word repeated: the share with a word twice in a row. s/sentence: wall time on this "
+             "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. "
+             f"LM perplexity: tokens under SmolLM2-135M-Instruct (llama.cpp), first {args.lm_n} sentences of each set; "
+             "the fusion decoder never uses that model, the local backend writes with it. Word repeated: the share with a word twice in a row. s/sentence: wall time on this "
              "machine (2 cores) for the whole decode, embedding and search included.", ""]
     for sname, rows in result["rows"].items():
         lines += [f"## {sname} (n = {rows[0]['n']})", "",
-                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | word repeated | s/sentence | new sentence | judge gain |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | LM perplexity | word repeated | s/sentence | new sentence | judge gain |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if "text_cosine" not in r:
-                lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | {r['repeated_word_share']:.0%} | | | |")
+                lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | {r['lm_perplexity']:.1f} | "
+                             f"{r['repeated_word_share']:.0%} | | | |")
                 continue
             lines.append(f"| {r['method']} | {r['text_cosine']:.4f} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
-                         f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['repeated_word_share']:.0%} | "
+                         f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['lm_perplexity']:.1f} | "
+                         f"{r['repeated_word_share']:.0%} | "
                          f"{r['seconds_per_sentence']:.2f} | "
                          f"{r.get('new_sentence_share', 0):.0%} | {r.get('judge_gain', 0):+.4f} |")
         lines += ["", f"Side by side ({len(result['sets'][sname])} seeded rows):", ""]
