@@ -25,6 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from semcomp import Codec, decoders, metrics
 from semcomp.config import load_config
@@ -109,10 +110,9 @@ class NeuralLM:
                 continue
             self.llm.reset()
             self.llm.eval(toks)
-            logits = np.asarray(self.llm.scores[:len(toks) - 1], dtype=np.float64)  # row i predicts token i+1
-            top = logits.max(axis=1, keepdims=True)
-            logp = logits - top - np.log(np.exp(logits - top).sum(axis=1, keepdims=True))
-            nll -= float(logp[np.arange(len(toks) - 1), toks[1:]].sum())
+            logits = torch.from_numpy(np.asarray(self.llm.scores[:len(toks) - 1], dtype=np.float64))  # row i: token i+1
+            logp = torch.log_softmax(logits, dim=1)
+            nll -= float(logp[torch.arange(len(toks) - 1), torch.tensor(toks[1:])].sum())
             count += len(toks) - 1
         return math.exp(nll / max(count, 1))
 

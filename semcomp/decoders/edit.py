@@ -34,8 +34,8 @@ def _key(word: str) -> str:
 def _doubled(words: Sequence[str], at: Sequence[int]) -> bool:
     """Whether a word next to a position in `at` is the same word again ('and and', 'the The'): the
     judge's cosine barely notices one, a reader always does."""
-    k = [_key(w) for w in words]
-    return any(0 <= i and i + 1 < len(k) and k[i] and k[i] == k[i + 1] for a in at for i in (a - 1, a))
+    return any(0 <= i < len(words) - 1 and _key(words[i]) and _key(words[i]) == _key(words[i + 1])
+               for a in at for i in (a - 1, a))  # only the pairs beside the edit: this runs for every edit
 
 
 def _digest(gram: Sequence[str]) -> int:
