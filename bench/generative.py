@@ -33,7 +33,7 @@ from semcomp.data import read_source
 from semcomp.embed import Embedder
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?)?")
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?)?")
 REPEAT = re.compile(r"\b(\w+) \1\b", re.I)  # "and and", "that that": a sign of token soup perplexity misses
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
@@ -153,7 +153,7 @@ def run() -> int:
                         "(nf before it: without the fusion candidates); +eN after either: then N steps of "
                         "one-word edits (llm_edit_steps), bB: of the B best sentences a step (llm_edit_beam), wW: with W "
                         "neighbour words (llm_edit_words), nN: of the N best neighbours, which fusions also join "
-                        "(llm_edit_neighbours) (default: %(default)s)")
+                        "(llm_edit_neighbours); fF: ranked by cosine + F x fluency (llm_fluency) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--lm-n", type=int, default=200,
@@ -182,11 +182,12 @@ def run() -> int:
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
         m = SETTING.fullmatch(setting)
         if not m:
-            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN]")
-        base, steps, beam, words, pool = m.groups()
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF]")
+        base, steps, beam, words, pool, flu = m.groups()
         scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
                 "llm_edit_words": int(words or codec.cfg["llm_edit_words"]),
-                "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"])}
+                "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"]),
+                "llm_fluency": float(flu or codec.cfg["llm_fluency"])}
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
             continue

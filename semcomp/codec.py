@@ -159,15 +159,17 @@ class Codec:
 
     @cached_property
     def word_pairs(self) -> decoders.WordPairs:
-        """The dictionary's word triples: what edit search may make (decoders/edit.py); kept in the
-        cache under the dictionary's sha256 (a read-only folder builds it each time)."""
-        path = self.dir / "cache" / f"triples-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npy"
+        """The dictionary's word n-grams and their counts: what edit search may make and how
+        fluent a candidate reads (decoders/edit.py); kept in the cache under the dictionary's sha256
+        (a read-only folder builds it each time)."""
+        path = self.dir / "cache" / f"ngrams-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npz"
         if path.exists():
-            return decoders.WordPairs(table=np.load(path))
+            with np.load(path) as z:
+                return decoders.WordPairs(tables=[(z[f"h{k}"], z[f"c{k}"]) for k in range(1, len(z.files) // 2 + 1)])
         pairs = decoders.WordPairs(self.dictionary[0])
         with contextlib.suppress(OSError):
             with atomic_write(path) as f:
-                np.save(f, pairs.table)
+                np.savez(f, **{f"{x}{k}": a for k, t in enumerate(pairs.tables, 1) for x, a in zip("hc", t)})
         return pairs
 
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:

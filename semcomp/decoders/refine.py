@@ -67,14 +67,16 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-           edit_neighbours: int = 3, pairs: WordPairs | None = None) -> dict[str, Any]:
+           edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
     are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
     steps of one-word edits (see edit.py) of the `edit_beam` best sentences not yet edited, making
     only word triples `pairs` holds; the search stops early once the best `edit_beam` have all been
     edited (with a beam of 1: no edit beats the best sentence). Fusions and edit words come from the
-    `edit_neighbours` best neighbours.
+    `edit_neighbours` best neighbours. `fluency`: candidates are ranked by the judge's cosine plus
+    this times their fluency under `pairs` (the dictionary's n-grams), and only a candidate the
+    judge scores at least as high as the best neighbour can win.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -85,14 +87,16 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     neighbours = sorted(neighbours, key=lambda p: -p[1])
     t = _unit(target)
     scores: dict[str, float] = {}
+    rank: dict[str, float] = {}  # what the search keeps and returns the best of: cosine (+ fluency)
 
     def score(texts: list[str]) -> None:
         new = list(dict.fromkeys(s for s in texts if s not in scores))
         if new:
             e = np.asarray(embed(new), dtype=np.float32).reshape(len(new), -1)
             e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # cosine even if not unit
-            for s, v in zip(new, e @ t):
-                scores[s] = float(v)
+            fluent = fluency * pairs.fluency(new) if fluency and pairs is not None else np.zeros(len(new))
+            for s, v, f in zip(new, e @ t, fluent):
+                scores[s], rank[s] = float(v), float(v + f)
 
     score([neighbours[0][0]])  # re-scored with `embed`, so every candidate is on one scale
     fused = fusions(neighbours, top=edit_neighbours) if fuse else []
@@ -118,19 +122,20 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     vocab = vocabulary(neighbours, top=edit_neighbours, limit=edit_words)
     edited: set[str] = set()
     for _ in range(edit_steps):
-        frontier = [s for s in sorted(scores, key=lambda s: -scores[s])[:edit_beam] if s not in edited]
+        frontier = [s for s in sorted(rank, key=lambda s: -rank[s])[:edit_beam] if s not in edited]
         if not frontier:
             break  # no edit beats the best sentences: a local optimum of the judge
         edited.update(frontier)
         score([e for s in frontier for e in edits(s, vocab, pairs)])
-    ranked = sorted(scores.items(), key=lambda p: -p[1])
-    return {"reconstruction": ranked[0][0], "score": ranked[0][1],
-            "candidates": [[s, v] for s, v in ranked], "rounds": done}
+    floor = scores[neighbours[0][0]]  # by the judge, nothing returned is worse than similarity's answer
+    ranked = sorted(scores, key=lambda s: (scores[s] < floor, -rank[s]))
+    return {"reconstruction": ranked[0], "score": scores[ranked[0]],
+            "candidates": [[s, scores[s]] for s in ranked], "rounds": done}
 
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-               edit_neighbours: int = 3, pairs: WordPairs | None = None,
+               edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
@@ -154,7 +159,8 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
             if deadline is not None and time.monotonic() > deadline:
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
-                       edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs)
+                       edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs,
+                       fluency=fluency)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0, 3)}
