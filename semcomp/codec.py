@@ -199,7 +199,7 @@ class Codec:
         hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
         if run:
-            pairs = self.word_pairs if self.cfg["llm_edit_steps"] else None
+            pairs = self.word_pairs if self.cfg["llm_edit_steps"] or self.cfg["llm_fluency"] else None
             for rec, res in zip(records, run(decoders.targets(decoded, records), self.judge, progress, pairs)):
                 rec.update(res)
         for rec in records:
