@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import zipfile
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -18,6 +20,8 @@ from .errors import UsageError
 from .index import dictionary_search, load_index
 
 DICTIONARY_FILES = ["dictionary.txt", "dictionary.npy", "index.faiss"]
+
+log = logging.getLogger(__name__)
 
 
 # What a run made before the key existed did: its codes must stay the same, bit for bit.
@@ -163,9 +167,13 @@ class Codec:
         fluent a candidate reads (decoders/edit.py); kept in the cache under the dictionary's sha256
         (a read-only folder builds it each time)."""
         path = self.dir / "cache" / f"ngrams-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npz"
-        if path.exists():
+        try:
             with np.load(path) as z:
                 return decoders.WordPairs(tables=[(z[f"h{k}"], z[f"c{k}"]) for k in range(1, len(z.files) // 2 + 1)])
+        except FileNotFoundError:
+            pass
+        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # derived data: build it again
+            log.warning("word n-gram cache %s is damaged (%s): building it again", path.name, type(e).__name__)
         pairs = decoders.WordPairs(self.dictionary[0])
         with contextlib.suppress(OSError):
             with atomic_write(path) as f:
