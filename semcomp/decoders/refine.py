@@ -25,6 +25,7 @@ from .senders import LLMError, Request, describe, scrub
 log = logging.getLogger(__name__)
 
 Embed = Callable[[list[str]], np.ndarray]
+LogProb = Callable[[list[str]], np.ndarray]  # texts -> each one's mean token log-probability
 Call = Callable[[Request], str]
 # (neighbours best first, earlier scored guesses best first, round) -> new candidate sentences
 Propose = Callable[[Scored, Scored, int], list[str]]
@@ -67,7 +68,8 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-           edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0) -> dict[str, Any]:
+           edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
+           pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
     are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
@@ -76,7 +78,9 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     edited (with a beam of 1: no edit beats the best sentence). Fusions and edit words come from the
     `edit_neighbours` best neighbours. `fluency`: candidates are ranked by the judge's cosine plus
     this times their fluency under `pairs` (the dictionary's n-grams), and only a candidate the
-    judge scores at least as high as the best neighbour can win.
+    judge scores at least as high as the best neighbour can win. `pick` (pick.py): the winner is
+    then the one of the `pick_top` best (by that rank, none below the floor) with the highest rank
+    plus `pick_weight` times its mean token log-probability under a language model.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -129,6 +133,12 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
         score([e for s in frontier for e in edits(s, vocab, pairs)])
     floor = scores[neighbours[0][0]]  # by the judge, nothing returned is worse than similarity's answer
     ranked = sorted(scores, key=lambda s: (scores[s] < floor, -rank[s]))
+    if pick is not None and pick_weight:
+        top = [s for s in ranked[:pick_top] if scores[s] >= floor]
+        read = pick(top)
+        best = top[int(np.argmax([rank[s] + pick_weight * lp for s, lp in zip(top, read)]))]
+        ranked.remove(best)
+        ranked.insert(0, best)
     return {"reconstruction": ranked[0], "score": scores[ranked[0]],
             "candidates": [[s, scores[s]] for s in ranked], "rounds": done}
 
@@ -136,6 +146,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
                edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
+               pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
@@ -160,7 +171,7 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
                        edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs,
-                       fluency=fluency)
+                       fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0, 3)}

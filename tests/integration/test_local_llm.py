@@ -144,6 +144,23 @@ def test_decode_local_without_llama_cpp_says_what_to_install(built, tmp_path):
     assert "pip install -r requirements-llm.txt" in r.stderr and not (tmp_path / "out.jsonl").exists()
 
 
+def test_token_log_prob_reads_text_as_more_likely_than_its_words_shuffled():
+    """The pick's reader: real sentences beat their own words in another order, and reusing a
+    shared start gives what a fresh context gives (the candidates are mostly edits of one)."""
+    from semcomp.decoders.pick import TokenLogProb
+
+    texts = ["The battery easily lasts two days, which is the main reason I bought it.",
+             "The battery easily lasts two days, which is why I bought it.",
+             "can you grab milk on the way home"]
+    shuffled = ["days, The it. bought lasts is main the reason which I easily two battery",
+                "is why The two bought battery easily days, lasts it. I which",
+                "way grab can the home on you milk"]
+    lp = TokenLogProb()(texts + shuffled)
+    assert (lp[:3] > lp[3:] + 1.0).all(), lp  # more than a nat a token apart
+    fresh = [float(TokenLogProb()([t])[0]) for t in texts[1:]]
+    assert lp[1:3] == pytest.approx(fresh, abs=1e-4)  # text 1 reused text 0's start
+
+
 def test_judge_scale_is_the_decoders():
     """Scores are cosines to the target whatever the embedder's norm (no server needed)."""
     from semcomp.decoders.refine import refine

@@ -220,6 +220,36 @@ def test_a_fluency_weight_picks_what_reads_like_the_dictionary_never_below_the_b
     assert heavy["reconstruction"] == "the cat sat on a mat" and heavy["score"] == pytest.approx(0.6, abs=1e-6)
 
 
+def test_a_language_model_picks_among_the_top_candidates_only_and_never_below_the_best_neighbour():
+    """Cosines and log-probabilities set by hand. The model prefers the fluent sentence (0.59) to
+    word soup (0.62), but only among the `pick_top` best, and never a sentence the judge puts below
+    the best neighbour, however fluent."""
+    cos = {"the cat sat on the mat": 0.5, "mat the on sat cat the": 0.62, "the cat sat on a mat": 0.59,
+           "a cat sat on a mat": 0.58, "a dog sat on a mat": 0.45}
+    read = {"the cat sat on the mat": -3.0, "mat the on sat cat the": -7.0, "the cat sat on a mat": -3.5,
+            "a cat sat on a mat": -2.0, "a dog sat on a mat": -1.0}
+    asked: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.array([[cos[t], math.sqrt(1 - cos[t] ** 2)] for t in texts], np.float32)
+
+    def logprob(texts: list[str]) -> np.ndarray:
+        asked.append(list(texts))
+        return np.array([read[t] for t in texts])
+
+    def pick(weight: float, top: int) -> str:
+        return refine([("the cat sat on the mat", 0.5)], np.array([1.0, 0.0]), embed,
+                      lambda *a: [t for t in cos if t != "the cat sat on the mat"], rounds=1,
+                      pick=logprob, pick_weight=weight, pick_top=top)["reconstruction"]
+
+    assert pick(0.0, 8) == "mat the on sat cat the" and not asked  # weight 0: the model is not asked
+    assert pick(0.01, 2) == "the cat sat on a mat"  # 0.59 - 0.035 beats 0.62 - 0.07
+    assert asked[-1] == ["mat the on sat cat the", "the cat sat on a mat"]  # the two best by the judge
+    assert pick(0.01, 3) == "a cat sat on a mat"  # 0.58 - 0.02 beats both
+    assert pick(10.0, 8) == "a cat sat on a mat"  # not "a dog sat on a mat" (-10 + 0.45), below the floor
+    assert sorted(asked[-1]) == sorted(t for t in cos if cos[t] >= 0.5)  # what is below it is never read
+
+
 def test_an_edit_beam_leaves_a_local_optimum_that_stops_one_best_sentence():
     """The judge likes 'one three' best after one edit, but only 'one four' leads (one more edit)
     to 'three four'."""

@@ -5,6 +5,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -416,3 +417,20 @@ def test_one_backend_list():
 
 def test_llm_error_is_a_user_error():
     assert issubclass(LLMError, UserError) and issubclass(LLMError, RuntimeError) and LLMError.exit_code == 2
+
+
+def test_fusion_without_the_llm_extra_picks_by_the_judge_and_says_so(monkeypatch, caplog):
+    """llm_pick_lm needs llama.cpp; `fusion` promises no install, so without it the pick is the
+    judge's and one warning names the install. The `local` backend, which needs it anyway, stops."""
+    from semcomp.decoders import text_decoder
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # import llama_cpp raises ImportError
+    cfg = validate({"llm_pick_lm": 0.1, "llm_edit_steps": 0})
+    with caplog.at_level(logging.WARNING):
+        fuse = text_decoder(cfg, "fusion", None)
+    assert "pip install -r requirements-llm.txt" in caplog.text
+    items = [{"neighbours": [("the cat sat", 0.9), ("a dog ran", 0.5)], "target": np.array([1.0, 0.0])}]
+    out = fuse(items, lambda texts: np.array([[1.0, 0.0]] * len(texts)))
+    assert out[0]["fallback_reason"] is None and out[0]["method"] == "fusion"
+    with pytest.raises(UserError, match="requirements-llm.txt"):
+        text_decoder(cfg, "local", None)
