@@ -27,11 +27,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from semcomp import Codec, decoders, metrics
 from semcomp.config import load_config
 from semcomp.data import read_source
+from semcomp.decoders.pick import TokenLogProb
 from semcomp.embed import Embedder
 from semcomp.weights import packaged_gguf
 
@@ -99,26 +99,12 @@ class NeuralLM:
     no decoder here ever consults."""
 
     def __init__(self, n: int, path: Path):
-        from llama_cpp import Llama
-
-        from semcomp.util import cores
-
         self.n = n
-        self.llm = Llama(model_path=str(path), n_ctx=512, logits_all=True, n_threads=cores(), verbose=False)
+        self.lm = TokenLogProb(str(path))
 
     def perplexity(self, sentences: list[str]) -> float:
-        nll, count = 0.0, 0
-        for s in sentences[:self.n]:
-            toks = self.llm.tokenize(s.encode("utf-8"), add_bos=True)[:512]
-            if len(toks) < 2:
-                continue
-            self.llm.reset()
-            self.llm.eval(toks)
-            logits = torch.from_numpy(np.asarray(self.llm.scores[:len(toks) - 1], dtype=np.float64))  # row i: token i+1
-            logp = torch.log_softmax(logits, dim=1)
-            nll -= float(logp[torch.arange(len(toks) - 1), torch.tensor(toks[1:])].sum())
-            count += len(toks) - 1
-        return math.exp(nll / max(count, 1))
+        nll, count = self.lm.nll(sentences[:self.n])
+        return math.exp(nll.sum() / max(count.sum(), 1))
 
 
 def gemma_gguf() -> Path:

@@ -28,12 +28,18 @@ class TokenLogProb:
         self._lock = threading.Lock()  # one llama.cpp context: one text at a time
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        nll, count = self.nll(texts)
+        return -nll / np.maximum(count, 1)
+
+    def nll(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's summed negative log-probability of its tokens after the first, and their
+        number (what a perplexity over many texts adds up)."""
         toks = [self.llama.tokenize(t.encode("utf-8"), add_bos=True)[:CONTEXT] for t in texts]
-        out = np.zeros(len(texts))
+        nll, count = np.zeros(len(texts)), np.array([max(len(t) - 1, 0) for t in toks])
         with self._lock:
             for i in sorted(range(len(texts)), key=lambda i: toks[i]):  # neighbours in this order share the most
-                out[i] = self._one(toks[i])
-        return out
+                nll[i] = self._one(toks[i])
+        return nll, count
 
     def _one(self, toks: list[int]) -> float:
         if len(toks) < 2:
@@ -47,4 +53,4 @@ class TokenLogProb:
         logits = np.asarray(self.llama.scores[:len(toks) - 1], dtype=np.float64)  # row i predicts token i+1
         top = logits.max(axis=1)
         log_z = top + np.log(np.exp(logits - top[:, None]).sum(axis=1))
-        return float((logits[np.arange(len(toks) - 1), toks[1:]] - log_z).mean())
+        return float((log_z - logits[np.arange(len(toks) - 1), toks[1:]]).sum())
