@@ -36,7 +36,7 @@ from semcomp.embed import Embedder
 from semcomp.weights import packaged_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?(?:p(\d*\.?\d+))?(?:k(\d+))?)?")
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?(?:p(\d*\.?\d+))?(?:k(\d+))?(?:i(\d+))?(?:t(\d*\.?\d+))?)?")
 REPEAT = re.compile(r"\b(\w+) \1\b", re.I)  # "and and", "that that": a sign of token soup perplexity misses
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
@@ -155,7 +155,8 @@ def run() -> int:
                         "one-word edits (llm_edit_steps), bB: of the B best sentences a step (llm_edit_beam), wW: with W "
                         "neighbour words (llm_edit_words), nN: of the N best neighbours, which fusions also join "
                         "(llm_edit_neighbours); fF: ranked by cosine + F x fluency (llm_fluency); pP, kK: the final pick adds P x "
-                        "SmolLM2's mean token log-probability of the K best (llm_pick_lm, llm_pick_top) (default: %(default)s)")
+                        "SmolLM2's mean token log-probability of the K best (llm_pick_lm, llm_pick_top); iI, tT: the inverter "
+                        "writes I sentences a target at temperature T (inverter_samples, inverter_temperature) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--lm-n", type=int, default=200,
@@ -180,17 +181,20 @@ def run() -> int:
     dev = (ROOT.parent / "shared" / "data" / "diverse-en" / "dev.txt").read_text(encoding="utf-8").split("\n")
     lms = (BigramLM(dev), NeuralLM(args.lm_n, packaged_gguf()), NeuralLM(args.lm_n, gemma_gguf()))
     width = codec.cfg["llm_neighbours"]
-    decoders_of = {}
+    decoders_of, configs_of = {}, {}
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
         m = SETTING.fullmatch(setting)
         if not m:
-            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF][pP][kK]")
-        base, steps, beam, words, pool, flu, lm, top = m.groups()
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF][pP][kK][iI][tT]")
+        base, steps, beam, words, pool, flu, lm, top, inv, temp = m.groups()
         scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
                 "llm_edit_words": int(words or codec.cfg["llm_edit_words"]),
                 "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"]),
                 "llm_fluency": float(flu or codec.cfg["llm_fluency"]),
-                "llm_pick_lm": float(lm or codec.cfg["llm_pick_lm"]), "llm_pick_top": int(top or codec.cfg["llm_pick_top"])}
+                "llm_pick_lm": float(lm or codec.cfg["llm_pick_lm"]), "llm_pick_top": int(top or codec.cfg["llm_pick_top"]),
+                "inverter_samples": int(inv or codec.cfg["inverter_samples"]),
+                "inverter_temperature": float(temp or codec.cfg["inverter_temperature"])}
+        configs_of[setting if base == "fusion" else f"local {setting}"] = scfg
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
             continue
@@ -218,7 +222,10 @@ def run() -> int:
         outputs = {"similarity": [r["reconstruction"] for r in records]}
         for name, run in decoders_of.items():
             t = time.perf_counter()
-            out = run(decoders.targets(decoded, records), codec.judge, progress=True, pairs=codec.word_pairs)
+            c = configs_of[name]
+            items = decoders.targets(decoded, records, codec.inverter if c["inverter_samples"] else None,
+                                     c["inverter_samples"], c["inverter_temperature"], progress=True)
+            out = run(items, codec.judge, progress=True, pairs=codec.word_pairs)
             secs = time.perf_counter() - t + sim_s  # the whole decode: similarity's search comes first
             hyps = [o["reconstruction"] for o in out]
             outputs[name] = hyps

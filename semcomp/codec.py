@@ -162,6 +162,12 @@ class Codec:
         return texts, emb, index
 
     @cached_property
+    def inverter(self) -> Any:
+        """The model that writes sentences from decoded embeddings (decoders/inverter.py), trained
+        by bench/inverter.py into ARTIFACTS/inverter."""
+        return decoders.load_inverter(self.dir / "inverter", self.manifest.get("fingerprint"))
+
+    @cached_property
     def word_pairs(self) -> decoders.WordPairs:
         """The dictionary's word n-grams and their counts: what edit search may make and how
         fluent a candidate reads (decoders/edit.py); kept in the cache under the dictionary's sha256
@@ -203,12 +209,15 @@ class Codec:
             raise UsageError(f"k (neighbours kept per record) must be at least 1, got {k}")
         # Built first, so a missing key or model fails before any work.
         run = decoders.text_decoder(self.cfg, backend, self.dir / "llm_cache") if backend != "similarity" else None
+        inverter = self.inverter if run and self.cfg["inverter_samples"] else None
         decoded = self.decode(codes)
         hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
         if run:
             pairs = self.word_pairs if self.cfg["llm_edit_steps"] or self.cfg["llm_fluency"] else None
-            for rec, res in zip(records, run(decoders.targets(decoded, records), self.judge, progress, pairs)):
+            items = decoders.targets(decoded, records, inverter, self.cfg["inverter_samples"],
+                                     self.cfg["inverter_temperature"], progress=progress)
+            for rec, res in zip(records, run(items, self.judge, progress, pairs)):
                 rec.update(res)
         for rec in records:
             rec["neighbours"] = [list(n) for n in rec["neighbours"][:k]]

@@ -112,6 +112,10 @@ SCHEMA: dict[str, Key] = {
                        "candidate's mean token log-probability under the local model (llm_model_path; needs "
                        "requirements-llm.txt); 0: no model reads the candidates"),
     "llm_pick_top": Key("llm", 8, (int,), (1, 256), "the best candidates that llm_pick_lm reads"),
+    "inverter_samples": Key("llm", 0, (int,), (0, 256), "fusion and LLM decoders: sentences the inverter (a small model "
+                            "trained by bench/inverter.py, ARTIFACTS/inverter) writes from each decoded embedding, judged "
+                            "beside the other candidates; 0: none"),
+    "inverter_temperature": Key("llm", 0.8, (float,), (0.0, 2.0), "the inverter's sampling temperature (0: greedy)"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
     "llm_max_tokens": Key("llm", 48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "

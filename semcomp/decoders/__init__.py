@@ -3,6 +3,7 @@
     similarity.py  decoded embedding -> its nearest dictionary sentences (the fast default)
     fusion.py      new sentences from the neighbours' clauses, no model
     edit.py        one-word edits of the best sentence, no model
+    inverter.py    a small model trained to write sentences from decoded embeddings (bench/inverter.py)
     senders.py     one request through an official SDK (openai, anthropic, google-genai)
     local.py       one request to llama.cpp in this process (the `local` backend)
     pick.py        the final pick: a language model reads the best candidates (llm_pick_lm)
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,8 +34,8 @@ from .senders import DEFAULT_MODELS, KEY_ENV, SENDERS, LLMError, check_key
 from .similarity import similarity_records
 
 __all__ = ["BACKEND_ENV", "DECODE_BACKENDS", "DEFAULT_MODELS", "KEY_ENV", "LLMError", "LLM_BACKENDS", "UNREACHABLE", "WordPairs",
-           "build_prompt", "check_key", "choose_backend", "concurrency", "llm_failure", "make_caller", "make_proposer",
-           "parse_candidates", "read_records", "reconstruct_llm", "refine", "refine_all", "similarity_records", "targets",
+           "build_prompt", "check_key", "choose_backend", "concurrency", "llm_failure", "load_inverter", "make_caller",
+           "make_proposer", "parse_candidates", "read_records", "reconstruct_llm", "refine", "refine_all", "similarity_records", "targets",
            "text_decoder", "write_records"]
 
 log = logging.getLogger(__name__)
@@ -151,6 +153,40 @@ def reconstruct_llm(items: Sequence[dict[str, Any]], embed: Embed, cfg: dict[str
     return text_decoder(cfg, backend, cache_dir, base_delay=base_delay)(items, embed, progress, pairs)
 
 
-def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """refine_all's items from similarity records and their decoded embeddings."""
-    return [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]
+def load_inverter(folder: str | Path, codec: str | None = None) -> Any:
+    """The inverter in `folder`, trained for the build whose fingerprint is `codec` (None: any), or a
+    one-line error that says how to train one."""
+    from .inverter import FILES, Inverter
+
+    fix = "train one with `python bench/inverter.py data` then `python bench/inverter.py train`, or set inverter_samples=0"
+    missing = [f for f in FILES if not (Path(folder) / f).is_file()]
+    if missing:
+        raise ModelError(f"no inverter in {folder} ({', '.join(missing)} missing): {fix}")
+    model = Inverter.load(folder)
+    if codec is not None and model.shape.get("codec") != codec:
+        # It learnt this build's decoded embeddings: another build's mean something else to it.
+        raise ModelError(f"the inverter in {folder} was trained for another build "
+                         f"({model.shape.get('codec')}, this one is {codec}): {fix}")
+    return model
+
+
+def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]], inverter: Any = None, samples: int = 0,
+            temperature: float = 0.8, chunk: int = 32, progress: bool = False) -> list[dict[str, Any]]:
+    """refine_all's items from similarity records and their decoded embeddings; with an `inverter`,
+    each also gets its `samples` sentences (written `chunk` items a batch: one batch of 32 x 8 cost
+    little more than one item's 8, measured) and its share of their time."""
+    items = [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]
+    if inverter is None or not samples:
+        return items
+    starts = range(0, len(items), chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="inverter", unit="batch")
+    for start in starts:
+        t0 = time.perf_counter()
+        part = items[start:start + chunk]
+        written = inverter.sample(decoded[start:start + chunk], samples, temperature, seed=start)
+        for item, sentences in zip(part, written):
+            item["proposals"], item["seconds"] = sentences, (time.perf_counter() - t0) / len(part)
+    return items

@@ -69,14 +69,16 @@ def _unit(v: np.ndarray) -> np.ndarray:
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
            edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
-           pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8) -> dict[str, Any]:
+           pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
+           proposals: Sequence[str] = ()) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
-    are the only candidates (the `fusion` decoder: no model at all). `edit_steps`: then that many
-    steps of one-word edits (see edit.py) of the `edit_beam` best sentences not yet edited, making
-    only word triples `pairs` holds; the search stops early once the best `edit_beam` have all been
-    edited (with a beam of 1: no edit beats the best sentence). Fusions and edit words come from the
-    `edit_neighbours` best neighbours. `fluency`: candidates are ranked by the judge's cosine plus
+    are the only candidates (the `fusion` decoder: no model at all). `proposals`: sentences written
+    beforehand (the inverter's samples, inverter.py), scored and shown beside the fusions.
+    `edit_steps`: then that many steps of one-word edits (see edit.py) of the `edit_beam` best
+    sentences not yet edited, making only word triples `pairs` holds; the search stops early once
+    the best `edit_beam` have all been edited (with a beam of 1: no edit beats the best sentence).
+    Fusions and edit words come from the `edit_neighbours` best neighbours. `fluency`: candidates are ranked by the judge's cosine plus
     this times their fluency under `pairs` (the dictionary's n-grams), and only a candidate the
     judge scores at least as high as the best neighbour can win. `pick` (pick.py): the winner is
     then the one of the `pick_top` best (by that rank, none below the floor) with the highest rank
@@ -103,7 +105,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
                 scores[s], rank[s] = float(v), float(v + f)
 
     score([neighbours[0][0]])  # re-scored with `embed`, so every candidate is on one scale
-    fused = fusions(neighbours, top=edit_neighbours) if fuse else []
+    fused = (fusions(neighbours, top=edit_neighbours) if fuse else []) + [p for p in proposals if p]
     score(fused)
     made: set[str] = set(fused)  # what the next prompt shows as earlier guesses
     from_model: set[str] = set()
@@ -149,9 +151,10 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
-    """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)}, `concurrency` at a
-    time. An item whose calls fail keeps its best neighbour (method "similarity", fallback_reason
-    set) and the batch goes on; once the breaker opens, or `time_budget` seconds have passed, the
+    """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)} (and optionally
+    "proposals", with the "seconds" they took to write), `concurrency` at a time. An item whose
+    calls fail keeps its best neighbour (method "similarity", fallback_reason set) and the batch
+    goes on; once the breaker opens, or `time_budget` seconds have passed, the
     items left fall back without calls. `seconds` is each item's own wall time."""
     lock = threading.Lock()
     deadline = time.monotonic() + time_budget if time_budget else None
@@ -171,10 +174,11 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
                        edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs,
-                       fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top)
+                       fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top,
+                       proposals=item.get("proposals", ()))
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
-                    "seconds": round(time.perf_counter() - t0, 3)}
+                    "seconds": round(time.perf_counter() - t0 + item.get("seconds", 0.0), 3)}
         except Exception as exc:  # noqa: BLE001 - one bad item must not end the batch
             reason = scrub(str(exc)) if isinstance(exc, LLMError) else describe(exc)
             if not reason.startswith((UNREACHABLE, BUDGET_SPENT)):  # those are said once, for all items

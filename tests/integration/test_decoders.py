@@ -35,3 +35,46 @@ def test_edit_steps_after_fusion_only_climb_and_keep_to_dictionary_triples(built
     changed = [(e, f) for e, f in zip(edited, fused) if e["reconstruction"] != f["reconstruction"]]
     assert changed and all(e["score"] > f["score"] for e, f in changed)  # an edit is kept only when it scores higher
     assert sorted((root / "cache").rglob("*.keys.npy")) == chunks  # the judged candidates are not cached
+
+
+def test_an_inverter_trained_on_the_run_adds_judged_candidates_and_a_stale_one_is_refused(built):
+    import shutil
+
+    import numpy as np
+    import pytest
+
+    from semcomp import Codec
+    from semcomp.codes import read_codes
+    from semcomp.decoders import inverter
+    from semcomp.errors import ModelError
+
+    root, _ = built
+    codec = Codec.load(root)
+    codes = read_codes(root / "test.scz").codes[:10]
+    codec.cfg["inverter_samples"] = 4
+    with pytest.raises(ModelError, match="bench/inverter.py"):  # before any work
+        codec.reconstruct(codes, backend="fusion", k=3)
+    texts, emb, _ = codec.dictionary
+    tok = inverter.train_tokenizer(texts, 512)
+    net = inverter.train(codec.decode(codec.model.encode(emb)), inverter.tokenize(tok, texts, 48), tok,
+                         {"layers": 1, "width": 64, "heads": 2, "prefix": 2, "codec": codec.manifest["fingerprint"]},
+                         seconds=60, max_steps=30, tokens=4096, val=32, warmup=5, log=lambda row: None)
+    try:
+        net.save(root / "inverter")
+        fused = Codec.load(root).reconstruct(codes, backend="fusion", k=3)
+        codec = Codec.load(root)
+        codec.cfg["inverter_samples"] = 4
+        with_inv = codec.reconstruct(codes, backend="fusion", k=3)
+        assert all(r["fallback_reason"] is None and r["seconds"] > 0 for r in with_inv)
+        written = codec.inverter.sample(codec.decode(codes), 4, 0.8, seed=0)  # what targets() asked for
+        judged = [{c for c, _ in w["candidates"]} for w in with_inv]
+        assert sum(s in j for ws, j in zip(written, judged) for s in ws if s) >= len(codes)  # the samples were judged
+        assert all(any(c not in {x for x, _ in f["candidates"]} for c in j) for f, j in zip(fused, judged))
+        net.shape["codec"] = "0" * 16
+        net.save(root / "inverter")
+        codec = Codec.load(root)
+        codec.cfg["inverter_samples"] = 4
+        with pytest.raises(ModelError, match="another build"):
+            codec.reconstruct(codes, backend="fusion", k=3)
+    finally:
+        shutil.rmtree(root / "inverter", ignore_errors=True)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "semcomp"
 MAX_FLOORS = 9
-LAZY_OK = {"semcomp.engine_ray", "semcomp.decoders.local", "semcomp.onnx_embed", "semcomp.report"}
+LAZY_OK = {"semcomp.engine_ray", "semcomp.decoders.local", "semcomp.decoders.inverter", "semcomp.onnx_embed",
+           "semcomp.report"}
 # `semcomp.Codec` is a lazy attribute (sentence-transformers' way): `import semcomp.data` needs no torch
 LAZY_PAIRS = {("semcomp", "semcomp.codec")}
 
