@@ -123,7 +123,7 @@ class Inverter(nn.Module):
         self.tokenizer.save(str(folder / FILES[2]))
 
     @classmethod
-    def load(cls, folder: str | Path, threads: int | None = None) -> "Inverter":
+    def load(cls, folder: str | Path) -> "Inverter":
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
 
@@ -132,8 +132,6 @@ class Inverter(nn.Module):
         state = {k: v.float() for k, v in load_file(str(folder / FILES[1])).items()}
         model.load_state_dict(state, strict=False)  # GPT-2's causal-mask buffers are rebuilt, not stored
         model.tokenizer = Tokenizer.from_file(str(folder / FILES[2]))
-        if threads:
-            torch.set_num_threads(threads)
         return model.eval()
 
 
