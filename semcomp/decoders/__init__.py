@@ -162,7 +162,10 @@ def load_inverter(folder: str | Path, codec: str | None = None) -> Any:
     missing = [f for f in FILES if not (Path(folder) / f).is_file()]
     if missing:
         raise ModelError(f"no inverter in {folder} ({', '.join(missing)} missing): {fix}")
-    model = Inverter.load(folder)
+    try:
+        model = Inverter.load(folder)
+    except Exception as exc:  # noqa: BLE001 - a cut-off or edited file: safetensors, json, tokenizers each raise their own
+        raise ModelError(f"the inverter in {folder} cannot be read ({type(exc).__name__}: {str(exc)[:120]}): {fix}") from exc
     if codec is not None and model.shape.get("codec") != codec:
         # It learnt this build's decoded embeddings: another build's mean something else to it.
         raise ModelError(f"the inverter in {folder} was trained for another build "

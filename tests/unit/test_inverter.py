@@ -58,6 +58,10 @@ def test_save_and_load_give_the_same_sentences(trained, tmp_path):
         decoders.load_inverter(tmp_path / "missing")
     with pytest.raises(ModelError, match="another build"):  # it learnt one build's decoded embeddings
         decoders.load_inverter(tmp_path, codec="0123456789abcdef")
+    weights = tmp_path / "inverter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # cut off: one line naming the fix, not a traceback
+    with pytest.raises(ModelError, match="cannot be read"):
+        decoders.load_inverter(tmp_path)
 
 
 def test_samples_reach_the_judge_with_their_time_and_can_win():
