@@ -1,7 +1,10 @@
 """Train the inverter (semcomp/decoders/inverter.py) on the general build, in two steps.
 
     python bench/inverter.py data                      # on this machine: sentences, codes, tokens
-    python bench/inverter.py train --seconds 3600      # anywhere; --device cuda on a GPU machine
+    python bench/inverter.py train --seconds 3300 --tokens 4096 --lr 2e-3 \
+        --shape '{"layers": 4, "width": 256, "heads": 4, "dropout": 0.0}'   # 55 min on 2 CPU cores
+    python bench/inverter.py train --device cuda --seconds 390 \
+        --shape '{"layers": 8, "width": 640, "heads": 10}'               # 6.5 min on one H200
 
 `data` takes every dictionary sentence of the general codec (configs/general.json, built by
 pipeline.py) and the WikiText-2 training split (its articles are not the validation and test ones
@@ -22,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -69,7 +73,7 @@ def build_data(config: str, out: Path, vocab: int, max_tokens: int) -> None:
     print(f"wrote {out}: {len(sentences)} sentences, {sum(len(i) for i in ids)} tokens", flush=True)
 
 
-def train(data: Path, out: Path, seconds: float, device: str, shape: dict) -> None:
+def train(data: Path, out: Path, seconds: float, device: str, shape: dict, **opts) -> None:
     from tokenizers import Tokenizer
 
     meta = json.loads((data / "meta.json").read_text())
@@ -85,9 +89,10 @@ def train(data: Path, out: Path, seconds: float, device: str, shape: dict) -> No
             print(json.dumps(row), flush=True)
             log.write(json.dumps(row) + "\n")
 
-        say({"sentences": len(ids), "tokens": int(arrays["lengths"].sum()), "device": device, "shape": shape})
+        say({"sentences": len(ids), "tokens": int(arrays["lengths"].sum()), "device": device, "shape": shape,
+             "threads": torch.get_num_threads(), **{f"train_{k}": v for k, v in opts.items()}})
         net = inverter.train(x, ids, tok, {**shape, "max_tokens": meta["max_tokens"], "codec": meta["codec"]}, seconds=seconds,
-                             device=device, log=say)
+                             device=device, log=say, **opts)
         net.save(out)
         for s in net.to("cpu").sample(x[-3:], 3, temperature=0.7):
             say({"samples": s})
@@ -104,6 +109,9 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3600, help="training wall time")
     p.add_argument("--device", default="cpu")
     p.add_argument("--shape", default="{}", help='JSON, e.g. {"layers": 8} (see inverter.SHAPE)')
+    p.add_argument("--tokens", type=int, default=16384, help="tokens a training step")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--fp32", action="store_true", help="train in float32 (default: bfloat16 matrix products)")
     a = p.parse_args()
     artifacts = Path(json.loads(Path(a.config).read_text()).get("artifacts_dir", "artifacts"))
     artifacts = artifacts if artifacts.is_absolute() else ROOT / artifacts
@@ -111,7 +119,8 @@ def main() -> None:
     if a.step == "data":
         build_data(a.config, data, a.vocab, a.max_tokens)
     else:
-        train(data, Path(a.out) if a.out else artifacts / "inverter", a.seconds, a.device, json.loads(a.shape))
+        train(data, Path(a.out) if a.out else artifacts / "inverter", a.seconds, a.device, json.loads(a.shape),
+              tokens=a.tokens, lr=a.lr, bf16=not a.fp32)
 
 
 if __name__ == "__main__":
