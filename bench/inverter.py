@@ -109,8 +109,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=3600, help="training wall time")
     p.add_argument("--device", default="cpu")
     p.add_argument("--shape", default="{}", help='JSON, e.g. {"layers": 8} (see inverter.SHAPE)')
-    p.add_argument("--tokens", type=int, default=16384, help="tokens a training step")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--tokens", type=int, help="tokens a training step (default: inverter.train's)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default: inverter.train's)")
     p.add_argument("--fp32", action="store_true", help="train in float32 (default: bfloat16 matrix products)")
     a = p.parse_args()
     artifacts = Path(json.loads(Path(a.config).read_text()).get("artifacts_dir", "artifacts"))
@@ -120,7 +120,7 @@ def main() -> None:
         build_data(a.config, data, a.vocab, a.max_tokens)
     else:
         train(data, Path(a.out) if a.out else artifacts / "inverter", a.seconds, a.device, json.loads(a.shape),
-              tokens=a.tokens, lr=a.lr, bf16=not a.fp32)
+              **{k: v for k, v in {"tokens": a.tokens, "lr": a.lr}.items() if v is not None}, bf16=not a.fp32)
 
 
 if __name__ == "__main__":

@@ -163,7 +163,7 @@ def train(emb: np.ndarray, ids: Sequence[np.ndarray], tokenizer: Any, shape: dic
     that budget (a budget, not an epoch count, is what a GPU lease or a user's patience fixes). The
     last `val` rows are held out; the weights with the lowest held-out loss are kept. `bf16`: matrix
     products in bfloat16 under autocast, weights and loss in float32; on a CPU with AVX-512 BF16 that
-    trained 2.5 times as many tokens a second as float32 (docs/inverter.md); without it, turn it off."""
+    trained 1.7-2.4 times as many tokens a second as float32 (docs/inverter.md); without it, turn it off."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = Inverter({**(shape or {}), "dim": emb.shape[1], "vocab": tokenizer.get_vocab_size()}).to(device)
