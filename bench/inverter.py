@@ -3,6 +3,8 @@
     python bench/inverter.py data                      # on this machine: sentences, codes, tokens
     python bench/inverter.py train --seconds 3300 --tokens 4096 --lr 2e-3 \
         --shape '{"layers": 4, "width": 256, "heads": 4, "dropout": 0.0}'   # 55 min on 2 CPU cores
+    python bench/inverter.py train --init artifacts-general/inverter --seed 1 --seconds 3900 \
+        --tokens 4096 --lr 1e-3                                          # then 65 min more
     python bench/inverter.py train --device cuda --seconds 390 \
         --shape '{"layers": 8, "width": 640, "heads": 10}'               # 6.5 min on one H200
 
@@ -73,7 +75,7 @@ def build_data(config: str, out: Path, vocab: int, max_tokens: int) -> None:
     print(f"wrote {out}: {len(sentences)} sentences, {sum(len(i) for i in ids)} tokens", flush=True)
 
 
-def train(data: Path, out: Path, seconds: float, device: str, shape: dict, **opts) -> None:
+def train(data: Path, out: Path, seconds: float, device: str, shape: dict, init: str | None, **opts) -> None:
     from tokenizers import Tokenizer
 
     meta = json.loads((data / "meta.json").read_text())
@@ -91,8 +93,18 @@ def train(data: Path, out: Path, seconds: float, device: str, shape: dict, **opt
 
         say({"sentences": len(ids), "tokens": int(arrays["lengths"].sum()), "device": device, "shape": shape,
              "threads": torch.get_num_threads(), **{f"train_{k}": v for k, v in opts.items()}})
+        start = None
+        if init:
+            try:
+                start = inverter.Inverter.load(init)
+            except Exception as exc:  # a missing or damaged folder: one line, not a traceback
+                sys.exit(f"error: cannot read an inverter in {init} ({type(exc).__name__}): "
+                         "name a folder that `bench/inverter.py train` wrote")
+            if start.shape.get("codec") != meta["codec"] or start.tokenizer.to_str() != tok.to_str():
+                sys.exit(f"error: {init} was trained on other data than {data}: train from scratch (no --init)")
+            say({"init": init, "shape": start.shape})
         net = inverter.train(x, ids, tok, {**shape, "max_tokens": meta["max_tokens"], "codec": meta["codec"]}, seconds=seconds,
-                             device=device, log=say, **opts)
+                             device=device, init=start, log=say, **opts)
         net.save(out)
         for s in net.to("cpu").sample(x[-3:], 3, temperature=0.7):
             say({"samples": s})
@@ -112,6 +124,8 @@ def main() -> None:
     p.add_argument("--tokens", type=int, help="tokens a training step (default: inverter.train's)")
     p.add_argument("--lr", type=float, help="peak learning rate (default: inverter.train's)")
     p.add_argument("--fp32", action="store_true", help="train in float32 (default: bfloat16 matrix products)")
+    p.add_argument("--init", help="go on from the inverter in this folder (same data), on a new schedule")
+    p.add_argument("--seed", type=int, help="batch order and initial weights (default: inverter.train's)")
     a = p.parse_args()
     artifacts = Path(json.loads(Path(a.config).read_text()).get("artifacts_dir", "artifacts"))
     artifacts = artifacts if artifacts.is_absolute() else ROOT / artifacts
@@ -119,8 +133,9 @@ def main() -> None:
     if a.step == "data":
         build_data(a.config, data, a.vocab, a.max_tokens)
     else:
-        train(data, Path(a.out) if a.out else artifacts / "inverter", a.seconds, a.device, json.loads(a.shape),
-              **{k: v for k, v in {"tokens": a.tokens, "lr": a.lr}.items() if v is not None}, bf16=not a.fp32)
+        train(data, Path(a.out) if a.out else artifacts / "inverter", a.seconds, a.device, json.loads(a.shape), a.init,
+              **{k: v for k, v in {"tokens": a.tokens, "lr": a.lr, "seed": a.seed}.items() if v is not None},
+              bf16=not a.fp32)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -112,15 +115,22 @@ class Inverter(nn.Module):
         return [texts[i * num:(i + 1) * num] for i in range(len(emb))]
 
     def save(self, folder: str | Path) -> None:
-        """The shape, the weights (float16: half the download, no loss a sample shows) and the tokenizer."""
+        """The shape, the weights (float16: half the download, no loss a sample shows) and the tokenizer,
+        written beside `folder` and then renamed in: a crash or Ctrl-C leaves no file half-written."""
         from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / FILES[0]).write_text(json.dumps(self.shape, indent=1))
-        save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in self.state_dict().items()
-                   if not k.endswith(".attn.bias")}, str(folder / FILES[1]))
-        self.tokenizer.save(str(folder / FILES[2]))
+        stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+        try:
+            (stage / FILES[0]).write_text(json.dumps(self.shape, indent=1))
+            save_file({k: v.detach().to("cpu", torch.float16).contiguous() for k, v in self.state_dict().items()
+                       if not k.endswith(".attn.bias")}, str(stage / FILES[1]))
+            self.tokenizer.save(str(stage / FILES[2]))
+            for name in FILES[1:] + FILES[:1]:  # the shape, which names the build, last
+                os.replace(stage / name, folder / name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: str | Path) -> "Inverter":
@@ -157,16 +167,19 @@ def _batches(lengths: np.ndarray, tokens: int, rng: np.random.Generator) -> list
 def train(emb: np.ndarray, ids: Sequence[np.ndarray], tokenizer: Any, shape: dict[str, Any] | None = None, *,
           seconds: float, max_steps: int | None = None, device: str = "cpu", tokens: int = 16384,
           lr: float = 1e-3, val: int = 2000, warmup: int = 200, bf16: bool = True, seed: int = 0,
-          log: Callable[[dict[str, Any]], None] = print) -> Inverter:
+          init: Inverter | None = None, log: Callable[[dict[str, Any]], None] = print) -> Inverter:
     """Train on `emb` (n, dim) and their sentences' token ids for `seconds` of wall time (or
     `max_steps`, whichever ends first), the learning rate warming up and then following a cosine over
     that budget (a budget, not an epoch count, is what a GPU lease or a user's patience fixes). The
     last `val` rows are held out; the weights with the lowest held-out loss are kept. `bf16`: matrix
     products in bfloat16 under autocast, weights and loss in float32; on a CPU with AVX-512 BF16 that
-    trained 1.7-2.4 times as many tokens a second as float32 (docs/inverter.md); without it, turn it off."""
+    trained 1.7-2.4 times as many tokens a second as float32 (docs/inverter.md); without it, turn it off.
+    `init`: go on from this model's weights (its shape; `shape` is ignored), a new schedule over `seconds`:
+    a CPU's hours can come in several runs."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = Inverter({**(shape or {}), "dim": emb.shape[1], "vocab": tokenizer.get_vocab_size()}).to(device)
+    model = init or Inverter({**(shape or {}), "dim": emb.shape[1], "vocab": tokenizer.get_vocab_size()})
+    model = model.to(device).train()
     model.tokenizer = tokenizer
     lengths = np.asarray([len(x) for x in ids])
     pad = np.zeros((len(ids), int(lengths.max())), np.int64)

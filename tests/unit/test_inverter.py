@@ -2,6 +2,8 @@
 sentence back, survives a save and load, and its samples reach the judge as candidates."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -15,16 +17,21 @@ SENTENCES = ["The cat sat on the mat.", "Stocks fell sharply on Monday.",
              "Please send the report by Friday.", "lol that movie was terrible"]
 
 
-def _trained() -> inverter.Inverter:
+def _pairs() -> tuple[np.ndarray, np.ndarray, list[np.ndarray], object]:
     rng = np.random.default_rng(0)
     keys = rng.normal(size=(len(SENTENCES), 16)).astype(np.float32)
     rows = np.repeat(np.arange(len(SENTENCES)), 64)
     emb = keys[rows] + 0.1 * rng.normal(size=(len(rows), 16)).astype(np.float32)  # what codes leave: near, not exact
     tok = inverter.train_tokenizer(SENTENCES * 4, 300)
-    ids = inverter.tokenize(tok, [SENTENCES[r] for r in rows], 24)
+    return keys, emb, inverter.tokenize(tok, [SENTENCES[r] for r in rows], 24), tok
+
+
+def _trained(steps: int = 150, init: inverter.Inverter | None = None) -> inverter.Inverter:
+    keys, emb, ids, tok = _pairs()
     torch.manual_seed(0)
     model = inverter.train(emb, ids, tok, {"layers": 2, "width": 64, "heads": 4, "prefix": 2, "dropout": 0.0},
-                           seconds=120, max_steps=150, tokens=2048, lr=3e-3, val=16, warmup=10, log=lambda row: None)
+                           seconds=120, max_steps=steps, tokens=2048, lr=3e-3, val=16, warmup=10, init=init,
+                           log=lambda row: None)
     model.keys = keys
     return model
 
@@ -48,6 +55,32 @@ def test_a_trained_inverter_writes_each_sentence_back_from_its_embedding(trained
     sampled = trained.sample(trained.keys, 4, temperature=0.5, seed=1)
     assert [len(s) for s in sampled] == [4] * len(SENTENCES)
     assert sum(x == SENTENCES[i] for i, s in enumerate(sampled) for x in s) >= 12  # mostly right, sampled
+
+
+def test_training_goes_on_from_init_weights(trained):
+    fresh = _trained(steps=5)  # 5 steps from scratch write nothing back
+    assert [g[0] for g in fresh.sample(trained.keys, 1, temperature=0)] != SENTENCES
+    more = _trained(steps=5, init=copy.deepcopy(trained))  # 5 more on top of 150 keep what was learnt
+    assert [g[0] for g in more.sample(trained.keys, 1, temperature=0)] == SENTENCES
+
+
+def test_a_save_cut_short_leaves_the_last_one_whole(trained, tmp_path):
+    folder = tmp_path / "inverter"
+    trained.save(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    model = copy.deepcopy(trained)
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+
+    class Interrupted:  # Ctrl-C after the shape and the new weights are written
+        def save(self, path):
+            raise KeyboardInterrupt
+
+    model.tokenizer = Interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        model.save(folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["inverter"]  # nothing staged is left behind
 
 
 def test_save_and_load_give_the_same_sentences(trained, tmp_path):
