@@ -174,12 +174,13 @@ def train(emb: np.ndarray, ids: Sequence[np.ndarray], tokenizer: Any, shape: dic
     last `val` rows are held out; the weights with the lowest held-out loss are kept. `bf16`: matrix
     products in bfloat16 under autocast, weights and loss in float32; on a CPU with AVX-512 BF16 that
     trained 1.7-2.4 times as many tokens a second as float32 (docs/inverter.md); without it, turn it off.
-    `init`: go on from this model's weights (its shape; `shape` is ignored), a new schedule over `seconds`:
-    a CPU's hours can come in several runs."""
+    `init`: go on from this model (trained in place; its shape, `shape` ignored) on a new schedule over
+    `seconds`: a CPU's hours can come in several runs."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    model = init or Inverter({**(shape or {}), "dim": emb.shape[1], "vocab": tokenizer.get_vocab_size()})
-    model = model.to(device).train()
+    if init is None:
+        init = Inverter({**(shape or {}), "dim": emb.shape[1], "vocab": tokenizer.get_vocab_size()})
+    model = init.to(device).train()
     model.tokenizer = tokenizer
     lengths = np.asarray([len(x) for x in ids])
     pad = np.zeros((len(ids), int(lengths.max())), np.int64)

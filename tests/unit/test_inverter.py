@@ -3,6 +3,7 @@ sentence back, survives a save and load, and its samples reach the judge as cand
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ SENTENCES = ["The cat sat on the mat.", "Stocks fell sharply on Monday.",
              "Please send the report by Friday.", "lol that movie was terrible"]
 
 
-def _pairs() -> tuple[np.ndarray, np.ndarray, list[np.ndarray], object]:
+def _pairs() -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Any]:
     rng = np.random.default_rng(0)
     keys = rng.normal(size=(len(SENTENCES), 16)).astype(np.float32)
     rows = np.repeat(np.arange(len(SENTENCES)), 64)
