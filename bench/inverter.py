@@ -32,8 +32,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from semcomp import quantizers  # noqa: E402
+from semcomp import decoders, quantizers  # noqa: E402
 from semcomp.decoders import inverter  # noqa: E402
+from semcomp.errors import ModelError  # noqa: E402
 
 
 def build_data(config: str, out: Path, vocab: int, max_tokens: int) -> None:
@@ -84,6 +85,14 @@ def train(data: Path, out: Path, seconds: float, device: str, shape: dict, init:
     x = model.decode(arrays["codes"].astype(np.int64))
     ids = np.split(arrays["ids"].astype(np.int64), np.cumsum(arrays["lengths"])[:-1])
     tok = Tokenizer.from_file(str(data / "tokenizer.json"))
+    start = None
+    if init:  # checked before the log is opened, so a wrong folder leaves the last run's log alone
+        try:
+            start = decoders.load_inverter(init, meta["codec"])
+        except ModelError as exc:
+            sys.exit(f"error: {exc}")
+        if start.tokenizer.to_str() != tok.to_str():
+            sys.exit(f"error: {init} was trained on other data than {data}: train from scratch (no --init)")
     log_path = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
@@ -93,15 +102,7 @@ def train(data: Path, out: Path, seconds: float, device: str, shape: dict, init:
 
         say({"sentences": len(ids), "tokens": int(arrays["lengths"].sum()), "device": device, "shape": shape,
              "threads": torch.get_num_threads(), **{f"train_{k}": v for k, v in opts.items()}})
-        start = None
-        if init:
-            try:
-                start = inverter.Inverter.load(init)
-            except Exception as exc:  # a missing or damaged folder: one line, not a traceback
-                sys.exit(f"error: cannot read an inverter in {init} ({type(exc).__name__}): "
-                         "name a folder that `bench/inverter.py train` wrote")
-            if start.shape.get("codec") != meta["codec"] or start.tokenizer.to_str() != tok.to_str():
-                sys.exit(f"error: {init} was trained on other data than {data}: train from scratch (no --init)")
+        if start is not None:
             say({"init": init, "shape": start.shape})
         net = inverter.train(x, ids, tok, {**shape, "max_tokens": meta["max_tokens"], "codec": meta["codec"]}, seconds=seconds,
                              device=device, init=start, log=say, **opts)
