@@ -175,15 +175,21 @@ class Codec:
         path = self.dir / "cache" / f"ngrams-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npz"
         try:
             with np.load(path) as z:
-                return decoders.WordPairs(tables=[(z[f"h{k}"], z[f"c{k}"]) for k in range(1, len(z.files) // 2 + 1)])
+                if "forms" in z.files:  # a cache written before word forms were kept is built again
+                    forms = dict(line.split("\t") for line in z["forms"].tobytes().decode("utf-8").split("\n") if line)
+                    tables = [(z[f"h{k}"], z[f"c{k}"]) for k in range(1, len(z.files) // 2 + 1)]
+                    return decoders.WordPairs(tables=tables, forms=forms)
         except FileNotFoundError:
             pass
-        except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile) as e:  # derived data: build it again
+        except (OSError, EOFError, ValueError, KeyError, UnicodeDecodeError, zipfile.BadZipFile) as e:
+            # derived data: build it again
             log.warning("word n-gram cache %s is damaged (%s): building it again", path.name, type(e).__name__)
         pairs = decoders.WordPairs(self.dictionary[0])
+        forms = "\n".join(f"{low}\t{form}" for low, form in pairs.forms.items()).encode("utf-8")
         with contextlib.suppress(OSError):
             with atomic_write(path) as f:
-                np.savez(f, **{f"{x}{k}": a for k, t in enumerate(pairs.tables, 1) for x, a in zip("hc", t)})
+                np.savez(f, forms=np.frombuffer(forms, np.uint8),
+                         **{f"{x}{k}": a for k, t in enumerate(pairs.tables, 1) for x, a in zip("hc", t)})
         return pairs
 
     def search(self, emb: np.ndarray, k: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from .case import commonest, mid_forms
 
 _WORD = re.compile(r"[\w']+")
 _END = re.compile(r"[.!?]+[\"')\]]*$")  # what closes a sentence after its last word
@@ -53,12 +55,15 @@ _hash = functools.lru_cache(maxsize=1 << 18)(_digest)
 class WordPairs:
     """The word n-grams of a corpus (orders 1 to n, sentence start and end marks included) as
     sorted 64-bit hashes with their counts: what edits may make (`allow`: every new n-gram seen)
-    and how much a sentence reads like the corpus (`fluency`). 75 MB on disk for the general
-    codec's 285k sentences (128k words, 1.4M pairs, 3.1M triples), so `Codec.word_pairs` builds it
-    once and keeps it in the cache."""
+    and how much a sentence reads like the corpus (`fluency`); and how it writes each word
+    (`forms`). 75 MB on disk for the general codec's 285k sentences (128k words, 1.4M pairs, 3.1M
+    triples), so `Codec.word_pairs` builds it once and keeps it in the cache."""
 
     def __init__(self, sentences: Iterable[str] = (), n: int = 3,
-                 tables: Sequence[tuple[np.ndarray, np.ndarray]] | None = None):
+                 tables: Sequence[tuple[np.ndarray, np.ndarray]] | None = None, forms: Mapping[str, str] | None = None):
+        sentences = list(sentences) if tables is None or forms is None else []
+        # how the corpus writes each word mid-sentence (case.py): the case the judge cannot see
+        self.forms = dict(forms) if forms is not None else commonest(mid_forms(sentences))
         if tables is None:
             grams: list[list[int]] = [[] for _ in range(n)]
             for s in sentences:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .caller import UNREACHABLE, Breaker
+from .case import truecase
 from .edit import WordPairs, edits, vocabulary
 from .fusion import fusions
 from .prompts import Scored, build_prompt, completion_prompt, first_line, parse_candidates
@@ -141,8 +142,28 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
         best = top[int(np.argmax([rank[s] + pick_weight * lp for s, lp in zip(top, read)]))]
         ranked.remove(best)
         ranked.insert(0, best)
+    _write_case(ranked, scores, embed, t, [n for n, _ in neighbours] + [p for p in proposals if p] + sorted(from_model),
+                pairs.forms if pairs is not None else None)
     return {"reconstruction": ranked[0], "score": scores[ranked[0]],
             "candidates": [[s, scores[s]] for s in ranked], "rounds": done}
+
+
+def _write_case(ranked: list[str], scores: dict[str, float], embed: Embed, target: np.ndarray,
+                like: list[str], forms: dict[str, str] | None) -> None:
+    """The winner written in the case its words have where they came from (case.py), in place,
+    if the judge scores it no lower. A sentence someone wrote (a neighbour, a model's line) stays
+    as it was written."""
+    best = ranked[0]
+    new = truecase(best, like, forms)
+    if new == best or best in like:
+        return
+    e = np.asarray(embed([best, new]), dtype=np.float32).reshape(2, -1)  # one batch: int8 ONNX scales by batch
+    old_v, new_v = e @ target / np.maximum(np.linalg.norm(e, axis=1), 1e-12)
+    if new_v >= old_v - 1e-6:  # the same tokens to an uncased judge; a cased one may disagree
+        if new in scores:
+            ranked.remove(new)
+        scores[new] = scores[best] + float(new_v - old_v)
+        ranked[0] = new
 
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,

@@ -78,3 +78,26 @@ def test_an_inverter_trained_on_the_run_adds_judged_candidates_and_a_stale_one_i
             codec.reconstruct(codes, backend="fusion", k=3)
     finally:
         shutil.rmtree(root / "inverter", ignore_errors=True)
+
+
+def test_word_forms_are_cached_beside_the_ngrams_and_an_older_cache_is_built_again(built):
+    """The dictionary's word forms (case.py) travel in the n-gram cache; a cache written before
+    they were kept is built again, not read without them."""
+    import numpy as np
+
+    from semcomp import Codec
+
+    root, _ = built
+    for old in (root / "cache").glob("ngrams-*.npz"):
+        old.unlink()
+    built_now = Codec.load(root).word_pairs
+    (path,) = (root / "cache").glob("ngrams-*.npz")
+    assert built_now.forms and any(f != low for low, f in built_now.forms.items())  # names keep their capitals
+    read = Codec.load(root).word_pairs
+    assert read.forms == built_now.forms and all((a == b).all() for t, u in zip(read.tables, built_now.tables)
+                                                  for a, b in zip(t, u))
+    with np.load(path) as z:
+        np.savez(path, **{k: z[k] for k in z.files if k != "forms"})  # as the previous release wrote it
+    assert Codec.load(root).word_pairs.forms == built_now.forms
+    with np.load(path) as z:
+        assert "forms" in z.files
