@@ -220,7 +220,7 @@ class Codec:
         hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
         if run:
-            pairs = self.word_pairs if self.cfg["llm_edit_steps"] or self.cfg["llm_fluency"] else None
+            pairs = self.word_pairs  # edits keep to its triples; the winner takes its words' case (case.py)
             items = decoders.targets(decoded, records, inverter, self.cfg["inverter_samples"],
                                      self.cfg["inverter_temperature"], progress=progress)
             for rec, res in zip(records, run(items, self.judge, progress, pairs)):

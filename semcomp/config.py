@@ -106,6 +106,8 @@ SCHEMA: dict[str, Key] = {
     "llm_edit_beam": Key("llm", 4, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
     "llm_edit_neighbours": Key("llm", 5, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
                                "words edits swap in (at most llm_neighbours)"),
+    "llm_edit_lines": Key("llm", 4, (int,), (0, 256), "the best-scored lines the inverter or the model wrote whose "
+                          "words edits may also swap in, beside the neighbours' (words of the best-scored first)"),
     "llm_fluency": Key("llm", 0.0, (float,), (0.0, 1.0), "edit search ranks candidates by the embedder's cosine plus "
                        "this times their fluency (mean log n-gram score under the dictionary); 0: cosine alone"),
     "llm_pick_lm": Key("llm", 0.0, (float,), (0.0, 1.0), "fusion and LLM decoders: the final pick adds this times each "

@@ -118,7 +118,7 @@ def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None
     (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
     the key is checked and a local model loaded before any work."""
     edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"],
-            "edit_neighbours": cfg["llm_edit_neighbours"], "fluency": cfg["llm_fluency"],
+            "edit_neighbours": cfg["llm_edit_neighbours"], "edit_lines": cfg["llm_edit_lines"], "fluency": cfg["llm_fluency"],
             "pick": reader(cfg, backend), "pick_weight": cfg["llm_pick_lm"], "pick_top": cfg["llm_pick_top"]}
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,

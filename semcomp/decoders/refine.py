@@ -69,7 +69,7 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-           edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
+           edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None, fluency: float = 0.0,
            pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
            proposals: Sequence[str] = ()) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
@@ -79,7 +79,9 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     `edit_steps`: then that many steps of one-word edits (see edit.py) of the `edit_beam` best
     sentences not yet edited, making only word triples `pairs` holds; the search stops early once
     the best `edit_beam` have all been edited (with a beam of 1: no edit beats the best sentence).
-    Fusions and edit words come from the `edit_neighbours` best neighbours. `fluency`: candidates are ranked by the judge's cosine plus
+    Fusions and edit words come from the `edit_neighbours` best neighbours; edit words also from
+    the `edit_lines` best-scored lines the model or the inverter wrote, the words of the
+    best-scored sentence first. `fluency`: candidates are ranked by the judge's cosine plus
     this times their fluency under `pairs` (the dictionary's n-grams), and only a candidate the
     judge scores at least as high as the best neighbour can win. `pick` (pick.py): the winner is
     then the one of the `pick_top` best (by that rank, none below the floor) with the highest rank
@@ -126,7 +128,10 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
         from_model.update(got)
     if rounds and not from_model:  # fusions alone are not an answer from the model
         raise LLMError(f"no parseable candidates in {done} LLM response(s)")
-    vocab = vocabulary(neighbours, top=edit_neighbours, limit=edit_words)
+    lines = sorted((s for s in set(proposals) | from_model if s in scores), key=lambda s: (-scores[s], s))[:edit_lines]
+    # neighbours carry the index's cosines, lines the judge's: the same model (int8 or not), one scale
+    sources = sorted(neighbours[:edit_neighbours] + [(s, scores[s]) for s in lines], key=lambda p: -p[1])
+    vocab = vocabulary(sources, top=len(sources), limit=edit_words)
     edited: set[str] = set()
     for _ in range(edit_steps):
         frontier = [s for s in sorted(rank, key=lambda s: -rank[s])[:edit_beam] if s not in edited]
@@ -168,8 +173,8 @@ def _write_case(ranked: list[str], scores: dict[str, float], embed: Embed, targe
 
 def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, *, rounds: int, neighbours: int,
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
-               edit_neighbours: int = 3, pairs: WordPairs | None = None, fluency: float = 0.0,
-               pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
+               edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None,
+               fluency: float = 0.0, pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
                breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)} (and optionally
@@ -194,8 +199,8 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
             if deadline is not None and time.monotonic() > deadline:
                 raise LLMError(f"{BUDGET_SPENT} ({time_budget:g} s, llm_time_budget)")
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
-                       edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, pairs=pairs,
-                       fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top,
+                       edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, edit_lines=edit_lines,
+                       pairs=pairs, fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top,
                        proposals=item.get("proposals", ()))
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],

@@ -284,3 +284,17 @@ def test_edit_neighbours_widens_the_pool_fusions_and_edit_words_draw_on():
     assert got[3]["score"] < 0.9 and "epsilon" not in got[3]["reconstruction"]
     assert got[4]["reconstruction"] == "alpha beta, epsilon zeta" and got[4]["score"] == pytest.approx(1.0, abs=1e-6)
     assert "epsilon" not in vocabulary(nbrs, top=3) and "epsilon" in vocabulary(nbrs, top=4)
+
+
+def test_edit_lines_lend_the_words_of_what_the_model_wrote_to_the_edit_search():
+    """The neighbour misses 'gamma', the inverter's line has it: with edit_lines=1 an edit swaps it in."""
+    vocab = ["alpha", "beta", "gamma", "delta", "omega"]
+
+    def embed(texts):
+        return np.array([[t.split().count(w) for w in vocab] for t in texts], np.float32) + 1e-3
+
+    target, nbrs, lines = embed(["alpha beta gamma"])[0], [("alpha beta delta", 0.8)], ["gamma omega omega"]
+    alone = refine(nbrs, target, embed, None, rounds=0, edit_steps=4, proposals=lines)
+    assert alone["reconstruction"] == "alpha beta"  # delta deleted; no gamma to put in
+    lent = refine(nbrs, target, embed, None, rounds=0, edit_steps=4, proposals=lines, edit_lines=1)
+    assert lent["reconstruction"] == "alpha beta gamma" and lent["score"] == pytest.approx(1.0, abs=1e-3)
