@@ -177,7 +177,8 @@ class Codec:
             with np.load(path) as z:
                 if "forms" in z.files:  # a cache written before word forms were kept is built again
                     forms = dict(line.split("\t") for line in z["forms"].tobytes().decode("utf-8").split("\n") if line)
-                    tables = [(z[f"h{k}"], z[f"c{k}"]) for k in range(1, len(z.files) // 2 + 1)]
+                    orders = sum(name.startswith("h") for name in z.files)
+                    tables = [(z[f"h{k}"], z[f"c{k}"]) for k in range(1, orders + 1)]
                     return decoders.WordPairs(tables=tables, forms=forms)
         except FileNotFoundError:
             pass

@@ -13,11 +13,11 @@ whole sentence lower case. refine.py keeps the new form only if the judge scores
 from __future__ import annotations
 
 import re
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Iterable, Mapping, Sequence
 
 WORD = re.compile(r"[^\W\d_]+(?:['’.\-][^\W\d_]+)*")  # letters, with inner apostrophes, dots, hyphens: U.S, don't
-_ENDS = re.compile(r"[.!?][\"')\]]*$")
+END = re.compile(r"[.!?]+[\"')\]]*$")  # what closes a sentence after its last word
 
 
 def mid_forms(sentences: Iterable[str]) -> Counter:
@@ -26,18 +26,14 @@ def mid_forms(sentences: Iterable[str]) -> Counter:
     out: Counter = Counter()
     for s in sentences:
         words = s.split()
-        out.update((m.lower(), m) for before, w in zip(words, words[1:]) if not _ENDS.search(before)
+        out.update((m.lower(), m) for before, w in zip(words, words[1:]) if not END.search(before)
                    for m in WORD.findall(w))
     return out
 
 
 def commonest(counts: Counter) -> dict[str, str]:
     """Each word's commonest form in `mid_forms` counts (ties: the first seen)."""
-    best: dict[str, tuple[int, str]] = defaultdict(lambda: (0, ""))
-    for (low, form), n in counts.items():
-        if n > best[low][0]:
-            best[low] = (n, form)
-    return {low: form for low, (_, form) in best.items()}
+    return {low: form for (low, form), _ in reversed(counts.most_common())}  # the commonest written last
 
 
 def _capital(word: str) -> str:
@@ -61,6 +57,6 @@ def truecase(text: str, like: Sequence[str], forms: Mapping[str, str] | None = N
 
     words = [WORD.sub(form, w) for w in text.split()]
     for i, w in enumerate(words):
-        if i == 0 and like[0][:1].isupper() or i > 0 and _ENDS.search(words[i - 1]):
+        if i == 0 and like[0][:1].isupper() or i > 0 and END.search(words[i - 1]):
             words[i] = _capital(w)
     return " ".join(words)

@@ -18,10 +18,9 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .case import commonest, mid_forms
+from .case import END, commonest, mid_forms
 
 _WORD = re.compile(r"[\w']+")
-_END = re.compile(r"[.!?]+[\"')\]]*$")  # what closes a sentence after its last word
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -138,7 +137,7 @@ class WordPairs:
 
 def _end(word: str) -> tuple[str, str]:
     """A word and the sentence-end punctuation after it: 'you."' -> ('you', '."')."""
-    m = _END.search(word)
+    m = END.search(word)
     return (word[:m.start()], m.group()) if m and m.start() else (word, "")
 
 
