@@ -223,7 +223,8 @@ class Codec:
         if run:
             pairs = self.word_pairs  # edits keep to its triples; the winner takes its words' case (case.py)
             items = decoders.targets(decoded, records, inverter, self.cfg["inverter_samples"],
-                                     self.cfg["inverter_temperature"], progress=progress)
+                                     self.cfg["inverter_temperature"], progress=progress,
+                                     rounds=self.cfg["inverter_rounds"], step=self.cfg["inverter_step"], judge=self.judge)
             for rec, res in zip(records, run(items, self.judge, progress, pairs)):
                 rec.update(res)
         for rec in records:

@@ -118,6 +118,10 @@ SCHEMA: dict[str, Key] = {
                             "trained by bench/inverter.py, ARTIFACTS/inverter) writes from each decoded embedding, judged "
                             "beside the other candidates; 0: none"),
     "inverter_temperature": Key("llm", 0.8, (float,), (0.0, 2.0), "the inverter's sampling temperature (0: greedy)"),
+    "inverter_rounds": Key("llm", 2, (int,), (1, 16), "rounds of inverter_samples each; a round after the first aims "
+                           "past the best sentence so far by the embedder, by inverter_step times what it missed"),
+    "inverter_step": Key("llm", 0.5, (float,), (0.0, 4.0), "how far each inverter round's aim moves: this times (decoded "
+                         "embedding - the best sentence's embedding)"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),
     "llm_neighbours": Key("llm", 5, (int,), (1, 50), "dictionary neighbours shown to the LLM"),
     "llm_max_tokens": Key("llm", 48, (int,), (1, 4096), "output tokens a completion call may write (one sentence); "

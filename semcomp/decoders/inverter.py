@@ -145,6 +145,31 @@ class Inverter(nn.Module):
         return model.eval()
 
 
+def write(model: Any, target: np.ndarray, num: int, temperature: float, rounds: int = 1, step: float = 0.5,
+          judge: Callable[[list[str]], np.ndarray] | None = None, seed: int = 0) -> list[list[str]]:
+    """`num` sentences a round for each row of `target` (n, dim), `rounds` rounds. Each round after the
+    first aims past the best sentence so far, by `judge`'s embedding of it: the aim moves by `step`
+    times (target - that embedding), so the next samples make up what the best one missed. vec2text
+    corrects with a second trained model; this is the same feedback through the one model."""
+    out = model.sample(target, num, temperature, seed=seed)
+    t = np.asarray(target, np.float32)
+    aim = t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    best, best_v = np.zeros_like(t), np.full(len(t), -np.inf, np.float32)
+    for r in range(1, rounds):
+        new = [ws[-num:] for ws in out]  # only the last round's sentences are not yet judged
+        e = np.asarray(judge([s for ws in new for s in ws]), np.float32).reshape(len(t), num, -1)
+        e /= np.maximum(np.linalg.norm(e, axis=2, keepdims=True), 1e-12)
+        v = np.einsum("nkd,nd->nk", e, t)
+        k = v.argmax(1)
+        better = v[np.arange(len(t)), k] > best_v
+        best[better], best_v[better] = e[better, k[better]], v[better, k[better]]
+        aim = aim + step * (t - best)
+        aim /= np.maximum(np.linalg.norm(aim, axis=1, keepdims=True), 1e-12)
+        # another seed a round: the same draws from a nearby aim would write the same sentences
+        out = [ws + more for ws, more in zip(out, model.sample(aim, num, temperature, seed=seed + r * 1_000_003))]
+    return out
+
+
 def _nucleus(logits: torch.Tensor, top_p: float, gen: torch.Generator) -> torch.Tensor:
     """One token a row from the smallest set of tokens holding `top_p` of the probability."""
     probs, order = torch.softmax(logits, -1).sort(-1, descending=True)

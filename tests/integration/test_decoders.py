@@ -70,6 +70,11 @@ def test_an_inverter_trained_on_the_run_adds_judged_candidates_and_a_stale_one_i
         judged = [{c for c, _ in w["candidates"]} for w in with_inv]
         assert sum(s in j for ws, j in zip(written, judged) for s in ws if s) >= len(codes)  # the samples were judged
         assert all(any(c not in {x for x, _ in f["candidates"]} for c in j) for f, j in zip(fused, judged))
+        codec.cfg["inverter_rounds"] = 2  # a second round, aimed by the judge, is judged too
+        aimed = codec.reconstruct(codes, backend="fusion", k=3)
+        both = inverter.write(codec.inverter, codec.decode(codes), 4, 0.8, 2, codec.cfg["inverter_step"], codec.judge)
+        judged = [{c for c, _ in a["candidates"]} for a in aimed]
+        assert sum(s in j for ws, j in zip(both, judged) for s in ws[4:] if s) >= len(codes)
         net.shape["codec"] = "0" * 16
         net.save(root / "inverter")
         codec = Codec.load(root)

@@ -114,3 +114,32 @@ def test_samples_reach_the_judge_with_their_time_and_can_win():
     out = refine([("a neighbour", 0.5)], np.array([1.0, 0.0]), judge, lambda *a: [], rounds=0,
                  proposals=items[0]["proposals"])
     assert out["reconstruction"] == "written 0 1"
+
+
+def test_a_second_round_aims_past_what_the_first_missed():
+    """A writer that misses by 20 degrees every time: the second round, aimed by the judge, lands
+    near the target; one round, or a step of 0, keeps the miss."""
+    def angle(v: np.ndarray) -> float:
+        return float(np.degrees(np.arctan2(v[1], v[0])))
+
+    class Biased:  # writes "deg K", K = the aim's angle + 20, whatever the seed
+        def sample(self, emb, num, temperature, seed=0):
+            return [[f"deg {round(angle(e) + 20)}"] * num for e in emb]
+
+    def judge(texts):
+        rad = np.radians([float(t.split()[1]) for t in texts])
+        return np.stack([np.cos(rad), np.sin(rad)], 1)
+
+    target = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)  # 0 and 90 degrees
+    one = inverter.write(Biased(), target, 2, 0.8, rounds=1, judge=judge)
+    assert one == [["deg 20"] * 2, ["deg 110"] * 2]
+    two = inverter.write(Biased(), target, 2, 0.8, rounds=2, step=1.0, judge=judge)
+    assert [ws[:2] for ws in two] == one and [len(ws) for ws in two] == [4, 4]
+    misses = [abs(float(ws[-1].split()[1]) - goal) for ws, goal in zip(two, (0, 90))]
+    assert max(misses) < 5, two  # the aim moved to about -18 and 72 degrees
+    assert inverter.write(Biased(), target, 2, 0.8, rounds=2, step=0.0, judge=judge) == [ws * 2 for ws in one]
+    items = decoders.targets(target, [{"neighbours": [("n", 0.1)]}] * 2, Biased(), samples=1, rounds=3, step=1.0,
+                             judge=judge)
+    assert [len(it["proposals"]) for it in items] == [3, 3]
+    with pytest.raises(Exception, match="judge"):
+        decoders.targets(target, [{"neighbours": [("n", 0.1)]}] * 2, Biased(), samples=1, rounds=2)
