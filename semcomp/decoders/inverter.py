@@ -152,22 +152,23 @@ def write(model: Any, target: np.ndarray, num: int, temperature: float, rounds: 
     times (target - that embedding), so the next samples make up what the best one missed. vec2text
     corrects with a second trained model; this is the same feedback through the one model."""
     out = model.sample(target, num, temperature, seed=seed)
-    t = np.asarray(target, np.float32)
-    aim = t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    aim = t = _rows_unit(np.asarray(target, np.float32))
     best, best_v = np.zeros_like(t), np.full(len(t), -np.inf, np.float32)
     for r in range(1, rounds):
         new = [ws[-num:] for ws in out]  # only the last round's sentences are not yet judged
-        e = np.asarray(judge([s for ws in new for s in ws]), np.float32).reshape(len(t), num, -1)
-        e /= np.maximum(np.linalg.norm(e, axis=2, keepdims=True), 1e-12)
+        e = _rows_unit(np.asarray(judge([s for ws in new for s in ws]), np.float32).reshape(len(t), num, -1))
         v = np.einsum("nkd,nd->nk", e, t)
         k = v.argmax(1)
         better = v[np.arange(len(t)), k] > best_v
         best[better], best_v[better] = e[better, k[better]], v[better, k[better]]
-        aim = aim + step * (t - best)
-        aim /= np.maximum(np.linalg.norm(aim, axis=1, keepdims=True), 1e-12)
+        aim = _rows_unit(aim + step * (t - best))
         # another seed a round: the same draws from a nearby aim would write the same sentences
         out = [ws + more for ws, more in zip(out, model.sample(aim, num, temperature, seed=seed + r * 1_000_003))]
     return out
+
+
+def _rows_unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def _nucleus(logits: torch.Tensor, top_p: float, gen: torch.Generator) -> torch.Tensor:
