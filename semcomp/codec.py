@@ -99,6 +99,16 @@ class Codec:
         few candidates a decoder scores and throws away."""
         return self.embed(texts, cache=False)
 
+    @cached_property
+    def exact_judge(self) -> Callable[[Sequence[str]], np.ndarray] | None:
+        """The fp32 graph the int8 judge approximates, for the best few candidates (llm_rescore);
+        None when the judge is exact already or llm_rescore is 0."""
+        if not self.cfg["llm_rescore"] or self.embedder.backend != "onnx-int8":
+            return None
+        fp32 = Embedder(self.cfg["sbert_model"], self.cfg["device"], None, self.cfg["embed_batch_size"], backend="onnx")
+        fp32.prepare()  # the export (once, about 10 s) runs while the inverter writes
+        return lambda texts: fp32.encode(list(texts))
+
     def encode(self, texts_or_embeddings: str | Sequence[str] | np.ndarray, closed_loop: bool = True) -> np.ndarray:
         """Integer codes (n, num_codebooks) from texts or from their embeddings; a single str is one
         sentence, (1, num_codebooks).
@@ -222,10 +232,11 @@ class Codec:
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
         if run:
             pairs = self.word_pairs  # edits keep to its triples; the winner takes its words' case (case.py)
+            exact = self.exact_judge  # first here: its export runs while the inverter writes
             items = decoders.targets(decoded, records, inverter, self.cfg["inverter_samples"],
                                      self.cfg["inverter_temperature"], progress=progress,
                                      rounds=self.cfg["inverter_rounds"], step=self.cfg["inverter_step"], judge=self.judge)
-            for rec, res in zip(records, run(items, self.judge, progress, pairs)):
+            for rec, res in zip(records, run(items, self.judge, progress, pairs, exact)):
                 rec.update(res)
         for rec in records:
             rec["neighbours"] = [list(n) for n in rec["neighbours"][:k]]

@@ -103,7 +103,7 @@ SCHEMA: dict[str, Key] = {
                           "one-word edits of the best sentences (a word deleted, or a neighbour's swapped in or "
                           "inserted), kept where the embedder scores them higher"),
     "llm_edit_words": Key("llm", 48, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
-    "llm_edit_beam": Key("llm", 4, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
+    "llm_edit_beam": Key("llm", 6, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
     "llm_edit_neighbours": Key("llm", 5, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
                                "words edits swap in (at most llm_neighbours)"),
     "llm_edit_lines": Key("llm", 4, (int,), (0, 256), "the best-scored lines the inverter or the model wrote whose "
@@ -114,6 +114,8 @@ SCHEMA: dict[str, Key] = {
                        "candidate's mean token log-probability under the local model (llm_model_path; needs "
                        "requirements-llm.txt); 0: no model reads the candidates"),
     "llm_pick_top": Key("llm", 8, (int,), (1, 256), "the best candidates that llm_pick_lm reads"),
+    "llm_rescore": Key("llm", 8, (int,), (0, 256), "fusion and LLM decoders with the int8 embedder (embed_backend "
+                       "onnx-int8): the best this many candidates are scored again by the fp32 graph and lead; 0: none"),
     "inverter_samples": Key("llm", 0, (int,), (0, 256), "fusion and LLM decoders: sentences the inverter (a small model "
                             "trained by bench/inverter.py, ARTIFACTS/inverter) writes from each decoded embedding, judged "
                             "beside the other candidates; 0: none"),

@@ -114,26 +114,28 @@ def reader(cfg: dict[str, Any], backend: str) -> LogProb | None:
 
 def text_decoder(cfg: dict[str, Any], backend: str, cache_dir: str | Path | None, *,
                  base_delay: float = 0.5) -> Callable[..., list[dict[str, Any]]]:
-    """`run(items, embed, progress=False, pairs=None)` for the fusion decoder or an LLM backend
-    (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to), built now:
-    the key is checked and a local model loaded before any work."""
+    """`run(items, embed, progress=False, pairs=None, exact=None)` for the fusion decoder or an LLM
+    backend (see `refine_all`; `pairs`: the dictionary's word pairs, which edits must keep to;
+    `exact`: the embedder an int8 `embed` approximates, for llm_rescore), built now: the key is
+    checked and a local model loaded before any work."""
     edit = {"edit_steps": cfg["llm_edit_steps"], "edit_words": cfg["llm_edit_words"], "edit_beam": cfg["llm_edit_beam"],
             "edit_neighbours": cfg["llm_edit_neighbours"], "edit_lines": cfg["llm_edit_lines"], "fluency": cfg["llm_fluency"],
-            "pick": reader(cfg, backend), "pick_weight": cfg["llm_pick_lm"], "pick_top": cfg["llm_pick_top"]}
+            "pick": reader(cfg, backend), "pick_weight": cfg["llm_pick_lm"], "pick_top": cfg["llm_pick_top"],
+            "rescore_top": cfg["llm_rescore"]}
     if backend == "fusion":
         def fuse(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
-                 pairs: WordPairs | None = None) -> list[dict[str, Any]]:
+                 pairs: WordPairs | None = None, exact: Embed | None = None) -> list[dict[str, Any]]:
             return refine_all(items, embed, lambda *a: [], rounds=0, neighbours=cfg["llm_neighbours"],
-                              label="fusion", fuse=True, pairs=pairs, progress=progress, **edit)
+                              label="fusion", fuse=True, pairs=pairs, progress=progress, exact=exact, **edit)
 
         return fuse
     call = make_caller(cfg, backend, cache_dir, base_delay=base_delay)
     propose = make_proposer(cfg, backend, call)
 
     def run(items: Sequence[dict[str, Any]], embed: Embed, progress: bool = False,
-            pairs: WordPairs | None = None) -> list[dict[str, Any]]:
+            pairs: WordPairs | None = None, exact: Embed | None = None) -> list[dict[str, Any]]:
         return refine_all(items, embed, propose, rounds=cfg["llm_rounds"], neighbours=cfg["llm_neighbours"],
-                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], pairs=pairs, breaker=call.breaker,
+                          label=f"llm:{backend}", fuse=cfg["llm_fusion"], pairs=pairs, exact=exact, breaker=call.breaker,
                           concurrency=concurrency(cfg, backend), time_budget=cfg["llm_time_budget"],
                           progress=progress, **edit)
 

@@ -71,7 +71,7 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
            edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None, fluency: float = 0.0,
            pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
-           proposals: Sequence[str] = ()) -> dict[str, Any]:
+           proposals: Sequence[str] = (), exact: Embed | None = None, rescore_top: int = 0) -> dict[str, Any]:
     """Propose, embed and score, show the scores, propose again. `fuse`: the neighbours' clause
     fusions are scored first and shown to the model as its earlier guesses; with `rounds` 0 they
     are the only candidates (the `fusion` decoder: no model at all). `proposals`: sentences written
@@ -85,7 +85,9 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     this times their fluency under `pairs` (the dictionary's n-grams), and only a candidate the
     judge scores at least as high as the best neighbour can win. `pick` (pick.py): the winner is
     then the one of the `pick_top` best (by that rank, none below the floor) with the highest rank
-    plus `pick_weight` times its mean token log-probability under a language model.
+    plus `pick_weight` times its mean token log-probability under a language model. `exact`: an
+    embedder the judge approximates (fp32 for an int8 judge); the `rescore_top` best and the best
+    neighbour are scored again by it, and those lead the ranking.
 
     Returns {"reconstruction", "score", "candidates": [[text, score], ...] best first, "rounds"}.
     Raises LLMError when the first round fails or no round gives a candidate; a failure in a later
@@ -139,8 +141,17 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
             break  # no edit beats the best sentences: a local optimum of the judge
         edited.update(frontier)
         score([e for s in frontier for e in edits(s, vocab, pairs)])
+    exact_ones: set[str] = set()
+    if exact is not None and rescore_top:
+        # The int8 judge errs by about as much as the best candidates differ, and the search climbs
+        # its errors; scoring the best few again exactly picks better (docs/inverter.md, measured).
+        exact_ones = set(top := list(dict.fromkeys(sorted(rank, key=lambda s: -rank[s])[:rescore_top] + [neighbours[0][0]])))
+        e = np.asarray(exact(top), dtype=np.float32).reshape(len(top), -1)
+        for s, v in zip(top, e @ t / np.maximum(np.linalg.norm(e, axis=1), 1e-12)):
+            rank[s] += float(v) - scores[s]
+            scores[s] = float(v)
     floor = scores[neighbours[0][0]]  # by the judge, nothing returned is worse than similarity's answer
-    ranked = sorted(scores, key=lambda s: (scores[s] < floor, -rank[s]))
+    ranked = sorted(scores, key=lambda s: (bool(exact_ones) and s not in exact_ones, scores[s] < floor, -rank[s]))
     if pick is not None and pick_weight:
         top = [s for s in ranked[:pick_top] if scores[s] >= floor]
         read = pick(top)
@@ -175,7 +186,7 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
                edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None,
                fluency: float = 0.0, pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
-               breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
+               exact: Embed | None = None, rescore_top: int = 0, breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
                progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)} (and optionally
     "proposals", with the "seconds" they took to write), `concurrency` at a time. An item whose
@@ -190,6 +201,10 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
         with lock:
             return embed(texts)
 
+    def safe_exact(texts: list[str]) -> np.ndarray:
+        with lock:
+            return exact(texts)
+
     def one(item: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         nbrs = sorted(((str(t), float(s)) for t, s in item["neighbours"]), key=lambda p: -p[1])[:neighbours]
@@ -201,7 +216,8 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
             r = refine(nbrs, item["target"], safe_embed, propose, rounds, fuse=fuse, edit_steps=edit_steps,
                        edit_words=edit_words, edit_beam=edit_beam, edit_neighbours=edit_neighbours, edit_lines=edit_lines,
                        pairs=pairs, fluency=fluency, pick=pick, pick_weight=pick_weight, pick_top=pick_top,
-                       proposals=item.get("proposals", ()))
+                       proposals=item.get("proposals", ()), exact=safe_exact if exact is not None else None,
+                       rescore_top=rescore_top)
             return {"reconstruction": r["reconstruction"], "score": r["score"], "method": label,
                     "candidates": r["candidates"], "fallback_reason": None, "rounds": r["rounds"],
                     "seconds": round(time.perf_counter() - t0 + item.get("seconds", 0.0), 3)}

@@ -141,6 +141,43 @@ def test_the_triple_filter_keeps_exactly_the_edits_whose_triples_the_corpus_hold
         assert edits(s, vocab, pairs) == [e for e in edits(s, vocab, None) if triples(e) <= seen]
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(_TOY), min_size=1, max_size=7), min_size=1, max_size=12),
+       st.lists(st.sampled_from(_TOY + ["car.", "here!", "Van,", "the"]), max_size=6),
+       st.lists(st.sampled_from(_TOY + ["Car", "van."]), min_size=1, max_size=8))
+def test_edits_are_every_plain_edit_that_keeps_to_the_triples_in_order(corpus, vocab, words):
+    """`edits` (keys sliced, written out only when kept) against the plain way: build every edit's
+    words, drop those that double a word beside the edit or make a triple over it the corpus lacks.
+    The same sentences in the same order (the int8 judge's scores depend on its batches). The
+    sentence need not be the corpus's, so triples it already had count too."""
+    from semcomp.decoders.edit import WordPairs, _end, edits
+
+    key = lambda w: re.sub(r"[^\w']", "", w.lower())  # noqa: E731
+    marked = lambda ws: ["<s>", *map(key, ws), "</s>"]  # noqa: E731
+    seen = {tuple(k[i:i + 3]) for ws in corpus for k in [marked(ws)] for i in range(len(k) - 2)}
+    sentence = " ".join(words)
+    ws, tail = words[:-1] + [_end(words[-1])[0]], _end(words[-1])[1]
+    vs = list(dict.fromkeys(_end(v)[0] for v in vocab))
+    plain = []
+    for i in range(len(ws) + 1):
+        if i < len(ws):
+            plain.append((ws[:i] + ws[i + 1:], (i - 1, i)))
+        for v in vs:
+            plain.append((ws[:i] + [v] + ws[i:], (i,)))
+            if i < len(ws) and v.lower() != ws[i].lower():
+                plain.append((ws[:i] + [v] + ws[i + 1:], (i,)))
+
+    def fine(new: list[str], at: tuple[int, ...]) -> bool:
+        k = marked(new)
+        doubled = any(0 <= j < len(new) - 1 and k[j + 1] and k[j + 1] == k[j + 2] for a in at for j in (a - 1, a))
+        return bool(new) and not doubled and all(tuple(k[s:s + 3]) in seen for a in at
+                                                 for s in range(len(k) - 2) if s <= a + 1 < s + 3)
+
+    want = list(dict.fromkeys(" ".join(new) + tail for new, at in plain if fine(new, at)))
+    want = [e for e in want if e != sentence]
+    assert edits(sentence, vocab, WordPairs([" ".join(c) for c in corpus])) == want
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.lists(st.sampled_from(_TOY), min_size=1, max_size=7), min_size=1, max_size=12),
        st.lists(st.tuples(st.lists(st.sampled_from(_TOY + ["car.", "Van,"]), min_size=1, max_size=8),
@@ -298,3 +335,29 @@ def test_edit_lines_lend_the_words_of_what_the_model_wrote_to_the_edit_search():
     assert alone["reconstruction"] == "alpha beta"  # delta deleted; no gamma to put in
     lent = refine(nbrs, target, embed, None, rounds=0, edit_steps=4, proposals=lines, edit_lines=1)
     assert lent["reconstruction"] == "alpha beta gamma" and lent["score"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_the_best_few_are_scored_again_by_the_exact_judge():
+    """An int8 judge approximates the fp32 one; the search climbs its errors. With `exact` and
+    `rescore_top`, the best few (and the best neighbour, the floor) are scored again and the
+    exact best of them wins; without, the approximate judge's favourite does."""
+    target = _bag_of_words(["alpha beta gamma"])[0]
+    nbrs = [("alpha beta delta", 0.6), ("gamma epsilon", 0.5)]
+    proposals = ["alpha beta eta", "alpha beta gamma delta"]
+
+    def rough(texts: list[str]) -> np.ndarray:  # pulls sentences with 'eta' to the target, as an int8 error might
+        e = _bag_of_words(texts) + 2.0 * np.array([[("eta" in t.split())] * 3 + [0] * 5 for t in texts], np.float32)
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    exact_calls: list[list[str]] = []
+    exact = lambda texts: exact_calls.append(list(texts)) or _bag_of_words(texts)  # noqa: E731
+    approx = refine(nbrs, target, rough, None, 0, proposals=proposals)
+    assert approx["reconstruction"] == "alpha beta eta"
+    r = refine(nbrs, target, rough, None, 0, proposals=proposals, exact=exact, rescore_top=2)
+    assert r["reconstruction"] == "alpha beta gamma delta" and r["score"] == pytest.approx(3 / 12 ** 0.5, abs=1e-6)
+    assert len(exact_calls) == 1 and set(exact_calls[0]) == {*proposals, "alpha beta delta"}
+    assert refine(nbrs, target, rough, None, 0, proposals=proposals, exact=exact, rescore_top=0) == approx
+    # the floor is the best neighbour's exact score: a candidate only the rough judge liked does not pass it
+    assert refine(nbrs[:1], target, rough, None, 0, proposals=["eta zeta"])["reconstruction"] == "eta zeta"
+    low = refine(nbrs[:1], target, rough, None, 0, proposals=["eta zeta"], exact=exact, rescore_top=1)
+    assert low["reconstruction"] == "alpha beta delta"
