@@ -67,6 +67,12 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / n if n > 0 else v
 
 
+def _cosines(embedded: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Each row's cosine to the unit vector `t`, whether or not the embedder normalised it."""
+    e = np.asarray(embedded, dtype=np.float32).reshape(-1, len(t))
+    return (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)) @ t
+
+
 def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propose, rounds: int,
            fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
            edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None, fluency: float = 0.0,
@@ -103,10 +109,8 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
     def score(texts: list[str]) -> None:
         new = list(dict.fromkeys(s for s in texts if s not in scores))
         if new:
-            e = np.asarray(embed(new), dtype=np.float32).reshape(len(new), -1)
-            e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)  # cosine even if not unit
             fluent = fluency * pairs.fluency(new) if fluency and pairs is not None else np.zeros(len(new))
-            for s, v, f in zip(new, e @ t, fluent):
+            for s, v, f in zip(new, _cosines(embed(new), t), fluent):
                 scores[s], rank[s] = float(v), float(v + f)
 
     score([neighbours[0][0]])  # re-scored with `embed`, so every candidate is on one scale
@@ -141,17 +145,17 @@ def refine(neighbours: Scored, target: np.ndarray, embed: Embed, propose: Propos
             break  # no edit beats the best sentences: a local optimum of the judge
         edited.update(frontier)
         score([e for s in frontier for e in edits(s, vocab, pairs)])
-    exact_ones: set[str] = set()
+    rescored: set[str] = set()
     if exact is not None and rescore_top:
         # The int8 judge errs by about as much as the best candidates differ, and the search climbs
-        # its errors; scoring the best few again exactly picks better (docs/inverter.md, measured).
-        exact_ones = set(top := list(dict.fromkeys(sorted(rank, key=lambda s: -rank[s])[:rescore_top] + [neighbours[0][0]])))
-        e = np.asarray(exact(top), dtype=np.float32).reshape(len(top), -1)
-        for s, v in zip(top, e @ t / np.maximum(np.linalg.norm(e, axis=1), 1e-12)):
+        # its errors; scoring the best few again exactly picks better (docs/llm.md, measured).
+        top = list(dict.fromkeys(sorted(rank, key=lambda s: -rank[s])[:rescore_top] + [neighbours[0][0]]))
+        for s, v in zip(top, _cosines(exact(top), t)):
             rank[s] += float(v) - scores[s]
             scores[s] = float(v)
+        rescored = set(top)
     floor = scores[neighbours[0][0]]  # by the judge, nothing returned is worse than similarity's answer
-    ranked = sorted(scores, key=lambda s: (bool(exact_ones) and s not in exact_ones, scores[s] < floor, -rank[s]))
+    ranked = sorted(scores, key=lambda s: (bool(rescored) and s not in rescored, scores[s] < floor, -rank[s]))
     if pick is not None and pick_weight:
         top = [s for s in ranked[:pick_top] if scores[s] >= floor]
         read = pick(top)
@@ -173,8 +177,7 @@ def _write_case(ranked: list[str], scores: dict[str, float], embed: Embed, targe
     new = truecase(best, like, forms)
     if new == best or best in like:
         return
-    e = np.asarray(embed([best, new]), dtype=np.float32).reshape(2, -1)  # one batch: int8 ONNX scales by batch
-    old_v, new_v = e @ target / np.maximum(np.linalg.norm(e, axis=1), 1e-12)
+    old_v, new_v = _cosines(embed([best, new]), target)  # one batch: int8 ONNX scales by batch
     if new_v >= old_v - 1e-6:  # the same tokens to an uncased judge; a cased one may disagree
         if new in scores:
             ranked.remove(new)
@@ -186,8 +189,8 @@ def refine_all(items: Sequence[dict[str, Any]], embed: Embed, propose: Propose, 
                label: str, fuse: bool = False, edit_steps: int = 0, edit_words: int = 16, edit_beam: int = 1,
                edit_neighbours: int = 3, edit_lines: int = 0, pairs: WordPairs | None = None,
                fluency: float = 0.0, pick: LogProb | None = None, pick_weight: float = 0.0, pick_top: int = 8,
-               exact: Embed | None = None, rescore_top: int = 0, breaker: Breaker | None = None, concurrency: int = 1, time_budget: float | None = None,
-               progress: bool = False) -> list[dict[str, Any]]:
+               exact: Embed | None = None, rescore_top: int = 0, breaker: Breaker | None = None,
+               concurrency: int = 1, time_budget: float | None = None, progress: bool = False) -> list[dict[str, Any]]:
     """`refine` each item {"neighbours": [(text, score), ...], "target": (d,)} (and optionally
     "proposals", with the "seconds" they took to write), `concurrency` at a time. An item whose
     calls fail keeps its best neighbour (method "similarity", fallback_reason set) and the batch
