@@ -1,6 +1,7 @@
 """SBERT sentence embeddings: hub or packaged offline weights, with an on-disk cache."""
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from functools import lru_cache
@@ -13,6 +14,8 @@ from .cache import EmbeddingCache
 from .errors import ModelError
 from .util import hub_online
 from .weights import PACKAGED_SHA256, packaged_model_dir
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 # Sentences embedded between two cache writes: what a killed run can lose (~10 s of work here).
@@ -91,8 +94,9 @@ def start_onnx_export(folder: Path, int8: bool) -> None:
 
 
 @lru_cache(maxsize=2)
-def _onnx_encoder(folder: str, int8: bool) -> Any:
-    """ONNX Runtime encoder, exported from the packaged weights on first use (~9 s)."""
+def _onnx_encoder(folder: str, int8: bool, again: bool = True) -> Any:
+    """ONNX Runtime encoder, exported from the packaged weights on first use (~9 s); a cached graph
+    that no longer loads (cut off, edited) is derived data: exported again, once."""
     from .onnx_embed import OnnxEncoder
 
     path = Path(folder) / ("model-int8.onnx" if int8 else "model.onnx")
@@ -105,7 +109,17 @@ def _onnx_encoder(folder: str, int8: bool) -> Any:
             last = (err.read().strip().splitlines() or ["no output"])[-1]
         if proc.returncode != 0 or not path.exists():
             raise ModelError(f"ONNX export failed ({last}); use --set embed_backend=torch")
-    return OnnxEncoder(path)
+    try:
+        return OnnxEncoder(path)
+    except ModelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types for a bad file
+        if not again:
+            raise ModelError(f"the ONNX graph {path} does not load ({type(exc).__name__}); "
+                             f"use --set embed_backend=torch") from exc
+        log.warning("cached ONNX graph %s does not load (%s): exporting it again", path.name, type(exc).__name__)
+        path.unlink(missing_ok=True)
+        return _onnx_encoder(folder, int8, again=False)
 
 
 class Embedder:

@@ -72,3 +72,16 @@ def test_encode_order_truncation_and_empty(onnx_fp32, reference):
     assert float((enc.encode([long]) * ref).sum()) >= 0.999
     raw = enc.encode(SENTENCES[:2], normalize_embeddings=False)
     assert not np.allclose(np.linalg.norm(raw, axis=1), 1.0)
+
+
+def test_a_cached_graph_that_no_longer_loads_is_exported_again(tmp_path, onnx_fp32, reference, caplog):
+    """A cut-off model.onnx in the cache (a full disk, a killed copy) is derived data: the encoder
+    exports it again, once, and says so, instead of every decode falling back."""
+    from semcomp.embed import _onnx_encoder
+
+    (tmp_path / "model.onnx").write_bytes(onnx_fp32.read_bytes()[:100_000])
+    enc = _onnx_encoder.__wrapped__(str(tmp_path), False)
+    assert (tmp_path / "model.onnx").stat().st_size == onnx_fp32.stat().st_size
+    assert "exporting it again" in caplog.text
+    got = enc.encode(SENTENCES, normalize_embeddings=True)
+    assert float(np.min(np.sum(got * reference, axis=1))) > 0.9999
