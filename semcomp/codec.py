@@ -185,7 +185,8 @@ class Codec:
         path = self.dir / "cache" / f"ngrams-{self.manifest['files']['dictionary.txt']['sha256'][:24]}.npz"
         try:
             with np.load(path) as z:
-                if "forms" in z.files:  # a cache written before word forms were kept is built again
+                # a cache written before word forms were kept, or with another hashing, is built again
+                if "forms" in z.files and "scheme" in z.files and int(z["scheme"][0]) == decoders.WordPairs.scheme:
                     forms = dict(line.split("\t") for line in z["forms"].tobytes().decode("utf-8").split("\n") if line)
                     orders = sum(name.startswith("h") for name in z.files)
                     tables = [(z[f"h{k}"], z[f"c{k}"]) for k in range(1, orders + 1)]
@@ -199,7 +200,7 @@ class Codec:
         forms = "\n".join(f"{low}\t{form}" for low, form in pairs.forms.items()).encode("utf-8")
         with contextlib.suppress(OSError):
             with atomic_write(path) as f:
-                np.savez(f, forms=np.frombuffer(forms, np.uint8),
+                np.savez(f, forms=np.frombuffer(forms, np.uint8), scheme=np.array([pairs.scheme]),
                          **{f"{x}{k}": a for k, t in enumerate(pairs.tables, 1) for x, a in zip("hc", t)})
         return pairs
 

@@ -103,7 +103,7 @@ SCHEMA: dict[str, Key] = {
                           "one-word edits of the best sentences (a word deleted, or a neighbour's swapped in or "
                           "inserted), kept where the embedder scores them higher"),
     "llm_edit_words": Key("llm", 48, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
-    "llm_edit_beam": Key("llm", 6, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
+    "llm_edit_beam": Key("llm", 8, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
     "llm_edit_neighbours": Key("llm", 5, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
                                "words edits swap in (at most llm_neighbours)"),
     "llm_edit_lines": Key("llm", 4, (int,), (0, 256), "the best-scored lines the inverter or the model wrote whose "

@@ -7,28 +7,20 @@ The default fusion decode with the inverter (8 + 8 aimed samples, beam 6, fp32 p
 WikiText held-out sentences from the general build, old, new, old, new; then whether the
 reconstructions are the same.
 """
-import importlib.util
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import generative as G  # noqa: E402
+from at_commit import module_at  # noqa: E402
 from semcomp import Codec  # noqa: E402
 from semcomp.config import load_config  # noqa: E402
 import semcomp.decoders.refine  # noqa: E402,F401
 
 R = sys.modules["semcomp.decoders.refine"]  # `semcomp.decoders.refine` the attribute is the function
-old_src = subprocess.run(["git", "show", "46c5975:semcomp/decoders/edit.py"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout.replace("from .case import", "from semcomp.decoders.case import")
-path = Path(tempfile.mkdtemp()) / "edit_old.py"
-path.write_text(old_src)
-spec = importlib.util.spec_from_file_location("edit_old", path)
-old = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(old)
+old = module_at("46c5975", "semcomp/decoders/edit.py")
 
 cfg = load_config(str(ROOT / "configs" / "general.json"), ["inverter_samples=8"])
 cfg["artifacts_dir"] = str(ROOT / "artifacts-general")
