@@ -64,14 +64,15 @@ def _grams(h: np.ndarray) -> np.ndarray:
     return g.view(np.int64)
 
 
-def _marked(sentence: str) -> list[str]:
-    return ["<s>", *map(_key, sentence.split()), "</s>"]
+def _marked(words: Sequence[str]) -> list[str]:
+    """Words keyed, between the sentence start and end marks that n-grams include."""
+    return ["<s>", *map(_key, words), "</s>"]
 
 
 def _tokens(sentences: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every sentence's keyed words with start and end marks, hashed into one flat array; for each
     token, the index its sentence starts at and the sentence's number."""
-    keys = [_marked(s) for s in sentences]
+    keys = [_marked(s.split()) for s in sentences]
     lens = np.fromiter(map(len, keys), np.int64, len(keys))
     return (_hashes([k for ks in keys for k in ks]), np.repeat(np.cumsum(lens) - lens, lens),
             np.repeat(np.arange(len(keys)), lens))
@@ -129,7 +130,7 @@ class WordPairs:
         """`allows` for many (words, positions) at once, every position checked."""
         out = []
         for words, at in edited:
-            h, n = _hashes(["<s>", *map(_key, words), "</s>"]), self.n
+            h, n = _hashes(_marked(words)), self.n
             starts = sorted({s for a in at for s in range(max(0, a + 2 - n), min(a + 1, len(h) - n) + 1)})
             grams = _grams(h[np.add.outer(starts, np.arange(n))]) if starts else np.zeros(0, np.int64)
             out.append(bool(len(self.table)) and bool(self.known(grams).all()))
@@ -186,7 +187,7 @@ def edits(sentence: str, vocab: Sequence[str], pairs: WordPairs | None = None) -
     # Every edit is checked as arrays of indices into one pool of hashed keys (the sentence's with
     # its marks, then the vocabulary's) and written out only when kept: building and checking each
     # edit in Python took a third of the decoding time (profiled; docs/inverter.md).
-    keys = ["<s>", *map(_key, words), "</s>", *map(_key, vocab)]
+    keys = [*_marked(words), *map(_key, vocab)]
     pool, blank = _hashes(keys), np.array([not k for k in keys])
     # in the order they are written out: at each position the deletion, then each word inserted and swapped in
     i = np.repeat(np.arange(nw + 1), 1 + 2 * nv)
