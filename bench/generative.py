@@ -36,7 +36,7 @@ from semcomp.embed import Embedder
 from semcomp.weights import packaged_gguf
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?(?:p(\d*\.?\d+))?(?:k(\d+))?(?:i(\d+))?(?:t(\d*\.?\d+))?(?:l(\d+))?(?:r(\d+))?(?:a(\d*\.?\d+))?(?:s(\d+))?)?")
+SETTING = re.compile(r"(fusion|(?:nf)?\d+x\d+)(?:\+e(\d+)(?:b(\d+))?(?:w(\d+))?(?:n(\d+))?(?:f(\d*\.?\d+))?(?:p(\d*\.?\d+))?(?:k(\d+))?(?:i(\d+))?(?:t(\d*\.?\d+))?(?:l(\d+))?(?:r(\d+))?(?:a(\d*\.?\d+))?(?:s(\d+))?(?:g(\d+))?)?")
 REPEAT = re.compile(r"\b(\w+) \1\b", re.I)  # "and and", "that that": a sign of token soup perplexity misses
 # A user's own text: an e-mail, a product review, a lower-case chat log (written for this bench).
 OWN_TEXT = [
@@ -159,7 +159,7 @@ def run() -> int:
                         "writes I sentences a target at temperature T (inverter_samples, inverter_temperature); lL: words of the L "
                         "best-scored written lines join the edit words (llm_edit_lines); rR, aA: R rounds of the inverter's I, each "
                         "aimed A past the best so far (inverter_rounds, inverter_step); sS: the S best scored again by the fp32 "
-                        "embedder (llm_rescore) (default: %(default)s)")
+                        "embedder (llm_rescore); gG: the inverter's guided beam search of G (inverter_beam) (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (llm_*)")
     p.add_argument("--bertscore-model", default="roberta-large")
     p.add_argument("--lm-n", type=int, default=200,
@@ -188,8 +188,8 @@ def run() -> int:
     for setting in (x.strip() for x in args.settings.split(",") if x.strip()):
         m = SETTING.fullmatch(setting)
         if not m:
-            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF][pP][kK][iI][tT][lL][rR][aA][sS]")
-        base, steps, beam, words, pool, flu, lm, top, inv, temp, lines, inv_rounds, inv_step, rescore = m.groups()
+            p.error(f"setting {setting!r}: fusion or [nf]RxC, then optionally +eN[bB][wW][nN][fF][pP][kK][iI][tT][lL][rR][aA][sS][gG]")
+        base, steps, beam, words, pool, flu, lm, top, inv, temp, lines, inv_rounds, inv_step, rescore, guided = m.groups()
         scfg = {**codec.cfg, "llm_edit_steps": int(steps or 0), "llm_edit_beam": int(beam or 1),
                 "llm_edit_words": int(words or codec.cfg["llm_edit_words"]),
                 "llm_edit_neighbours": int(pool or codec.cfg["llm_edit_neighbours"]),
@@ -200,7 +200,7 @@ def run() -> int:
                 # 0 lines and 1 round unless asked: earlier reports' settings mean what they meant
                 "llm_edit_lines": int(lines or 0), "inverter_rounds": int(inv_rounds or 1),
                 "inverter_step": float(inv_step or codec.cfg["inverter_step"]),
-                "llm_rescore": int(rescore or 0)}
+                "llm_rescore": int(rescore or 0), "inverter_beam": int(guided or codec.cfg["inverter_beam"])}
         configs_of[setting if base == "fusion" else f"local {setting}"] = scfg
         if base == "fusion":
             decoders_of[setting] = decoders.text_decoder(scfg, "fusion", None)
@@ -230,9 +230,10 @@ def run() -> int:
         for name, run in decoders_of.items():
             t = time.perf_counter()
             c = configs_of[name]
-            items = decoders.targets(decoded, records, codec.inverter if c["inverter_samples"] else None,
+            items = decoders.targets(decoded, records, codec.inverter if c["inverter_samples"] or c["inverter_beam"] else None,
                                      c["inverter_samples"], c["inverter_temperature"], progress=True,
-                                     rounds=c["inverter_rounds"], step=c["inverter_step"], judge=codec.judge)
+                                     rounds=c["inverter_rounds"], step=c["inverter_step"], judge=codec.judge,
+                                     beam=c["inverter_beam"])
             out = run(items, codec.judge, progress=True, pairs=codec.word_pairs, exact=codec.exact_judge)
             secs = time.perf_counter() - t + sim_s  # the whole decode: similarity's search comes first
             hyps = [o["reconstruction"] for o in out]

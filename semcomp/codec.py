@@ -227,7 +227,7 @@ class Codec:
             raise UsageError(f"k (neighbours kept per record) must be at least 1, got {k}")
         # Built first, so a missing key or model fails before any work.
         run = decoders.text_decoder(self.cfg, backend, self.dir / "llm_cache") if backend != "similarity" else None
-        inverter = self.inverter if run and self.cfg["inverter_samples"] else None
+        inverter = self.inverter if run and (self.cfg["inverter_samples"] or self.cfg["inverter_beam"]) else None
         decoded = self.decode(codes)
         hit_ids, hit_scores = self.search(decoded, max(k, self.cfg["llm_neighbours"]) if run else k)
         records = decoders.similarity_records(hit_ids, hit_scores, self.dictionary[0], originals, ids)
@@ -236,7 +236,8 @@ class Codec:
             exact = self.exact_judge  # first here: its export runs while the inverter writes
             items = decoders.targets(decoded, records, inverter, self.cfg["inverter_samples"],
                                      self.cfg["inverter_temperature"], progress=progress,
-                                     rounds=self.cfg["inverter_rounds"], step=self.cfg["inverter_step"], judge=self.judge)
+                                     rounds=self.cfg["inverter_rounds"], step=self.cfg["inverter_step"], judge=self.judge,
+                                     beam=self.cfg["inverter_beam"])
             for rec, res in zip(records, run(items, self.judge, progress, pairs, exact)):
                 rec.update(res)
         for rec in records:

@@ -103,7 +103,7 @@ SCHEMA: dict[str, Key] = {
                           "one-word edits of the best sentences (a word deleted, or a neighbour's swapped in or "
                           "inserted), kept where the embedder scores them higher"),
     "llm_edit_words": Key("llm", 48, (int,), (1, 200), "the neighbours' words an edit step may swap in or insert"),
-    "llm_edit_beam": Key("llm", 8, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
+    "llm_edit_beam": Key("llm", 10, (int,), (1, 64), "the best sentences not yet edited that each edit step edits"),
     "llm_edit_neighbours": Key("llm", 5, (int,), (1, 50), "the best neighbours whose clauses are fused and whose "
                                "words edits swap in (at most llm_neighbours)"),
     "llm_edit_lines": Key("llm", 4, (int,), (0, 256), "the best-scored lines the inverter or the model wrote whose "
@@ -122,6 +122,10 @@ SCHEMA: dict[str, Key] = {
     "inverter_temperature": Key("llm", 0.8, (float,), (0.0, 2.0), "the inverter's sampling temperature (0: greedy)"),
     "inverter_rounds": Key("llm", 2, (int,), (1, 16), "rounds of inverter_samples each; a round after the first aims "
                            "past the best sentence so far by the embedder, by inverter_step times what it missed"),
+    "inverter_beam": Key("llm", 0, (int,), (0, 64), "fusion and LLM decoders: the inverter also writes token by token, "
+                         "this many partial sentences a step kept by the embedder's score (guided beam search, "
+                         "8 next tokens each; about 3 s a sentence at 4 on 2 cores); its 8 best finished join the "
+                         "candidates; 0: off"),
     "inverter_step": Key("llm", 0.5, (float,), (0.0, 4.0), "how far each inverter round's aim moves: this times (decoded "
                          "embedding - the best sentence's embedding)"),
     "llm_candidates": Key("llm", 4, (int,), (1, 64), "candidate sentences asked for per round"),

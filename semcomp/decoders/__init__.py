@@ -177,17 +177,19 @@ def load_inverter(folder: str | Path, codec: str | None = None) -> Any:
 
 def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]], inverter: Any = None, samples: int = 0,
             temperature: float = 0.8, chunk: int = 32, progress: bool = False, *, rounds: int = 1,
-            step: float = 0.5, judge: Embed | None = None) -> list[dict[str, Any]]:
+            step: float = 0.5, judge: Embed | None = None, beam: int = 0) -> list[dict[str, Any]]:
     """refine_all's items from similarity records and their decoded embeddings; with an `inverter`,
     each also gets its `samples` sentences a round for `rounds` rounds, each round after the first
-    aimed by `step` past the best so far by `judge` (inverter.write), and its share of their time.
-    Written `chunk` items a batch: one batch of 32 x 8 cost little more than one item's 8, measured."""
+    aimed by `step` past the best so far by `judge` (inverter.write), then with `beam` the best
+    sentences of a search token by token that `judge` guides (inverter.guide), and its share of
+    their time. Written `chunk` items a batch: one batch of 32 x 8 cost little more than one item's 8,
+    measured."""
     items = [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]
-    if inverter is None or not samples:
+    if inverter is None or not (samples or beam):
         return items
-    if rounds > 1 and judge is None:
-        raise UsageError("inverter rounds after the first need the judge that aims them")
-    from .inverter import write
+    if (rounds > 1 and samples or beam) and judge is None:
+        raise UsageError("inverter rounds after the first, and its guided search, need the judge")
+    from .inverter import guide, write
 
     starts = range(0, len(items), chunk)
     if progress:
@@ -197,7 +199,11 @@ def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]], inverter: An
     for start in starts:
         t0 = time.perf_counter()
         part = items[start:start + chunk]
-        written = write(inverter, decoded[start:start + chunk], samples, temperature, rounds, step, judge, seed=start)
+        target = decoded[start:start + chunk]
+        written = write(inverter, target, samples, temperature, rounds, step, judge, seed=start) if samples \
+            else [[] for _ in part]
+        if beam:
+            written = [w + g for w, g in zip(written, guide(inverter, target, judge, beam))]
         for item, sentences in zip(part, written):
             item["proposals"], item["seconds"] = sentences, (time.perf_counter() - t0) / len(part)
     return items

@@ -3,6 +3,7 @@ sentence back, survives a save and load, and its samples reach the judge as cand
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from semcomp import decoders
 from semcomp.decoders import inverter
 from semcomp.decoders.refine import refine
-from semcomp.errors import ModelError
+from semcomp.errors import ModelError, UsageError
 
 SENTENCES = ["The cat sat on the mat.", "Stocks fell sharply on Monday.",
              "Please send the report by Friday.", "lol that movie was terrible"]
@@ -143,3 +144,31 @@ def test_a_second_round_aims_past_what_the_first_missed():
     assert [len(it["proposals"]) for it in items] == [3, 3]
     with pytest.raises(Exception, match="judge"):
         decoders.targets(target, [{"neighbours": [("n", 0.1)]}] * 2, Biased(), samples=1, rounds=2)
+
+
+def test_the_guided_search_keeps_what_the_judge_scores_best_and_its_sentences_join_the_candidates(trained):
+    """Token by token, the judge's choice among the inverter's likeliest next tokens, and only
+    sentences the inverter could end are kept: with a judge that moves a text towards a sentence's key
+    the more of that sentence it begins with, each key's own sentence comes first."""
+    keys = trained.keys.astype(np.float64)
+    dual = np.linalg.pinv(keys).T  # keys @ dual.T = I: a move along dual j changes the dot with key j alone
+    base = np.random.default_rng(1).normal(size=keys.shape[1])
+    base = base - dual.T @ (keys @ base)  # orthogonal to every key
+    base *= np.linalg.norm(dual, axis=1).mean() / np.linalg.norm(base)
+
+    def judge(texts):  # how much of a sentence a text begins with moves it towards that sentence's key alone
+        return np.asarray([base + sum(len(os.path.commonprefix([x, s])) / len(s) * d for s, d in zip(SENTENCES, dual))
+                           for x in texts], np.float32)
+
+    found = inverter.guide(trained, trained.keys, judge, beam=2, expand=4, keep=3)
+    assert [f[0] for f in found] == SENTENCES
+    assert all(1 <= len(f) <= 3 and len(set(f)) == len(f) for f in found)
+    unit = trained.keys / np.linalg.norm(trained.keys, axis=1, keepdims=True)
+    for f, t in zip(found, unit):  # best first, by the judge
+        v = judge(f) @ t / np.linalg.norm(judge(f), axis=1)
+        assert np.all(np.diff(v) <= 1e-6)
+    records = [{"neighbours": [("a neighbour", 0.5)]}] * len(SENTENCES)
+    items = decoders.targets(trained.keys, records, trained, samples=0, beam=2, judge=judge)
+    assert [it["proposals"][0] for it in items] == SENTENCES
+    with pytest.raises(UsageError, match="judge"):
+        decoders.targets(trained.keys, records, trained, samples=0, beam=2)
