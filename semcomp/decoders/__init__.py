@@ -160,7 +160,7 @@ def load_inverter(folder: str | Path, codec: str | None = None) -> Any:
     one-line error that says how to train one."""
     from .inverter import FILES, Inverter
 
-    fix = "train one with `python bench/inverter.py data` then `python bench/inverter.py train`, or set inverter_samples=0"
+    fix = "train one with `python bench/inverter.py data` then `python bench/inverter.py train`, or set inverter_samples=0 and inverter_beam=0"
     missing = [f for f in FILES if not (Path(folder) / f).is_file()]
     if missing:
         raise ModelError(f"no inverter in {folder} ({', '.join(missing)} missing): {fix}")
@@ -187,7 +187,7 @@ def targets(decoded: np.ndarray, records: Sequence[dict[str, Any]], inverter: An
     items = [{"neighbours": r["neighbours"], "target": decoded[i]} for i, r in enumerate(records)]
     if inverter is None or not (samples or beam):
         return items
-    if (rounds > 1 and samples or beam) and judge is None:
+    if ((rounds > 1 and samples) or beam) and judge is None:
         raise UsageError("inverter rounds after the first, and its guided search, need the judge")
     from .inverter import guide, write
 
