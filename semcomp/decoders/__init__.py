@@ -160,7 +160,8 @@ def load_inverter(folder: str | Path, codec: str | None = None) -> Any:
     one-line error that says how to train one."""
     from .inverter import FILES, Inverter
 
-    fix = "train one with `python bench/inverter.py data` then `python bench/inverter.py train`, or set inverter_samples=0 and inverter_beam=0"
+    fix = ("train one with `python bench/inverter.py data` then `python bench/inverter.py train`, "
+           "or set inverter_samples=0 and inverter_beam=0")
     missing = [f for f in FILES if not (Path(folder) / f).is_file()]
     if missing:
         raise ModelError(f"no inverter in {folder} ({', '.join(missing)} missing): {fix}")
