@@ -183,13 +183,14 @@ def guide(model: Any, target: np.ndarray, judge: Callable[[list[str]], np.ndarra
     out = model.lm(inputs_embeds=model._prefix(e), use_cache=True)
     owner = np.arange(len(t))  # the target of each live row
     seqs: list[list[int]] = [[] for _ in t]
+    texts = [""] * len(t)  # each live row's tokens as text, decoded once, when it was a candidate
     row_score = np.full(len(t), -np.inf)
     finished: list[dict[str, float]] = [{} for _ in t]
     for step in range(max_tokens):
         top = out.logits[:, -1].float().topk(expand, -1).indices.cpu().numpy()
         for r in np.nonzero((top == 0).any(1))[0]:
             if seqs[r]:
-                finished[owner[r]][tok.decode(seqs[r]).strip()] = row_score[r]
+                finished[owner[r]][texts[r].strip()] = row_score[r]
         cand = [(r, int(k)) for r in range(len(seqs)) for k in top[r] if k != 0]
         first: dict[tuple[int, str], tuple[int, int]] = {}  # (target, text) -> the (row, token) that made it
         for (r, k), x in zip(cand, tok.decode_batch([seqs[r] + [k] for r, k in cand])):
@@ -197,22 +198,23 @@ def guide(model: Any, target: np.ndarray, judge: Callable[[list[str]], np.ndarra
         keys = list(first)
         scores = np.einsum("nd,nd->n", _rows_unit(np.asarray(judge([x for _, x in keys]), np.float32)),
                            t[[o for o, _ in keys]])
-        by_target: dict[int, list[tuple[float, int, int]]] = {}
+        by_target: dict[int, list[tuple[float, int, int, str]]] = {}
         for (o, x), v in zip(keys, scores):
-            by_target.setdefault(o, []).append((float(v), *first[(o, x)]))
-        kept = [(o, v, r, k) for o, xs in by_target.items() for v, r, k in sorted(xs, key=lambda z: -z[0])[:beam]]
+            by_target.setdefault(o, []).append((float(v), *first[(o, x)], x))
+        kept = [(o, v, r, k, x) for o, xs in by_target.items()
+                for v, r, k, x in sorted(xs, key=lambda z: -z[0])[:beam]]
         if not kept:
             break
-        parents = [r for _, _, r, _ in kept]
-        nxt = torch.as_tensor([k for *_, k in kept], device=w.device)
+        parents = [r for _, _, r, _, _ in kept]
+        nxt = torch.as_tensor([k for _, _, _, k, _ in kept], device=w.device)
         cache = out[1]  # read by position, as in `sample`
         cache.reorder_cache(torch.as_tensor(parents, device=w.device))
         owner, row_score = np.asarray([o for o, *_ in kept]), np.asarray([v for _, v, *_ in kept])
-        seqs = [seqs[r] + [k] for _, _, r, k in kept]
+        seqs, texts = [seqs[r] + [k] for _, _, r, k, _ in kept], [x for *_, x in kept]
         out = model.lm(nxt[:, None], cache, use_cache=True,
                        position_ids=torch.full((len(kept), 1), p + step, device=w.device))
     for r in range(len(seqs)):  # still going at the limit: a candidate too
-        finished[owner[r]].setdefault(tok.decode(seqs[r]).strip(), row_score[r])
+        finished[owner[r]].setdefault(texts[r].strip(), row_score[r])
     return [[x for x, _ in sorted(f.items(), key=lambda z: -z[1])[:keep]] for f in finished]
 
 
